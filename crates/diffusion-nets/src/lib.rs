@@ -1,0 +1,1 @@
+//! Denoising networks: the U-Net family with time and label embeddings.

@@ -1,0 +1,3 @@
+//! Training: datasets, the training step, EMA, checkpoints and the loop.
+
+pub mod data;
