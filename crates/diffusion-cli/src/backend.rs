@@ -64,9 +64,8 @@ pub trait BackendTask {
 /// Runs `task` on the backend named by `choice`, or explains which cargo feature is missing.
 pub fn dispatch<T: BackendTask>(choice: DeviceChoice, task: T) -> Result<T::Output> {
     match choice {
-        DeviceChoice::Cpu => {
-            task.run::<burn::backend::Autodiff<burn::backend::Flex>>(burn::backend::flex::FlexDevice)
-        }
+        DeviceChoice::Cpu => task
+            .run::<burn::backend::Autodiff<burn::backend::Flex>>(burn::backend::flex::FlexDevice),
         DeviceChoice::Wgpu(index) => run_wgpu(index, task),
         DeviceChoice::Cuda(index) => run_cuda(index, task),
     }

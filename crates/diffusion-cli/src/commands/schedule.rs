@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use diffusion_core::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
 use serde::Serialize;
 
+use crate::plot::{LinePlot, Series, write_line_plot};
+
 /// The beta schedule families, as spelled on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleKind {
@@ -83,6 +85,9 @@ pub struct ScheduleArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also draw alpha_bar, its square root and beta against t into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -108,10 +113,17 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => io::stdout().lock().write_all(&text)?,
     }
+    if let Some(path) = &args.plot {
+        plot_schedule(path, &config, &schedule)?;
+    }
     Ok(())
 }
 
-fn write_json(config: &ScheduleConfig, schedule: &NoiseSchedule, out: &mut impl Write) -> Result<()> {
+fn write_json(
+    config: &ScheduleConfig,
+    schedule: &NoiseSchedule,
+    out: &mut impl Write,
+) -> Result<()> {
     let doc = ScheduleJson {
         config,
         betas: schedule.betas(),
@@ -127,10 +139,48 @@ fn write_json(config: &ScheduleConfig, schedule: &NoiseSchedule, out: &mut impl 
 
 fn write_csv(schedule: &NoiseSchedule, out: &mut impl Write) -> Result<()> {
     writeln!(out, "t,beta,alpha_bar,snr")?;
-    let rows = schedule.betas().iter().zip(schedule.alpha_bar()).zip(schedule.snr());
+    let rows = schedule
+        .betas()
+        .iter()
+        .zip(schedule.alpha_bar())
+        .zip(schedule.snr());
     for (t, ((beta, alpha_bar), snr)) in rows.enumerate() {
         // `{:?}` prints the shortest text that reads back to the same f64.
         writeln!(out, "{t},{beta:?},{alpha_bar:?},{snr:?}")?;
     }
     Ok(())
+}
+
+fn plot_schedule(
+    path: &std::path::Path,
+    config: &ScheduleConfig,
+    schedule: &NoiseSchedule,
+) -> Result<()> {
+    let curve = |name: &str, values: &[f64], f: fn(f64) -> f64| Series {
+        name: name.to_string(),
+        points: values
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| (t as f64, f(v)))
+            .collect(),
+    };
+    let title = format!(
+        "{:?} schedule, T = {}",
+        config.schedule, config.num_timesteps
+    );
+    let plot = LinePlot {
+        title: &title,
+        x_label: "timestep t",
+        y_label: "value",
+        log_y: false,
+        series: vec![
+            curve("alpha_bar", schedule.alpha_bar(), |v| v),
+            curve("sqrt(alpha_bar)", schedule.alpha_bar(), f64::sqrt),
+            curve("sqrt(1 - alpha_bar)", schedule.alpha_bar(), |v| {
+                (1.0 - v).sqrt()
+            }),
+            curve("beta", schedule.betas(), |v| v),
+        ],
+    };
+    write_line_plot(path, &plot)
 }

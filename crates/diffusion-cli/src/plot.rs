@@ -1,0 +1,173 @@
+//! Line plots as PNG files: schedules and loss curves.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{Context, Result, bail};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+/// One named curve.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What to draw and how to label it.
+pub struct LinePlot<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// Logarithmic y axis (loss curves, SNR); non-positive values are dropped.
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+const WIDTH: u32 = 900;
+const HEIGHT: u32 = 560;
+
+fn register_bundled_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let font = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+        // The bundled bytes are a valid TrueType file; failure would only lose the labels.
+        let _ = register_font("sans-serif", FontStyle::Normal, font);
+    });
+}
+
+/// Draws `plot` into a PNG at `path`.
+pub fn write_line_plot(path: &Path, plot: &LinePlot<'_>) -> Result<()> {
+    register_bundled_font();
+    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
+    let all: Vec<(f64, f64)> = plot
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(finite)
+        .collect();
+    if all.is_empty() {
+        bail!("nothing to plot: no finite points");
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + y0.abs().max(1.0) * 0.1;
+    }
+
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(plot.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(72);
+        if plot.log_y {
+            let mut chart = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
+            draw_chart(&mut chart, plot, &finite)?;
+        } else {
+            let pad = (y1 - y0) * 0.05;
+            let mut chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+            draw_chart(&mut chart, plot, &finite)?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot draw {}", path.display()))
+}
+
+fn draw_chart<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    plot: &LinePlot<'_>,
+    finite: &dyn Fn(&(f64, f64)) -> bool,
+) -> Result<(), Box<dyn std::error::Error + 'a>>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(plot.x_label)
+        .y_desc(plot.y_label)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, series) in plot.series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = series
+            .points
+            .iter()
+            .copied()
+            .filter(|p| finite(p))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(series.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    if plot.series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_png_with_the_requested_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plot.png");
+        let plot = LinePlot {
+            title: "test",
+            x_label: "x",
+            y_label: "y",
+            log_y: true,
+            series: vec![
+                Series {
+                    name: "a".into(),
+                    points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect(),
+                },
+                Series {
+                    name: "b".into(),
+                    points: vec![(1.0, 0.5), (2.0, f64::NAN), (3.0, 0.1)],
+                },
+            ],
+        };
+        write_line_plot(&path, &plot).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
+    }
+
+    #[test]
+    fn refuses_an_empty_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let plot = LinePlot {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_y: false,
+            series: vec![],
+        };
+        assert!(write_line_plot(&dir.path().join("p.png"), &plot).is_err());
+    }
+}
