@@ -1,0 +1,14 @@
+//! The U-Net family: configuration, presets, construction, forward and cost.
+
+mod build;
+pub mod config;
+pub mod levels;
+mod macs;
+pub mod model;
+mod presets;
+#[cfg(test)]
+mod tests;
+
+pub use config::{UNetConfig, UNetVariant};
+pub use levels::{DownBlock, MidBlock, UpBlock};
+pub use model::UNet;
