@@ -1,7 +1,59 @@
 //! The mathematics of diffusion models: noise schedules, the forward process, prediction
 //! types, samplers and the sampling loop. No networks, no file I/O: networks plug in through
 //! the [`Denoiser`] trait.
+//!
+//! Read in workflow order: [`schedule`] (betas and everything derived, f64 on the host),
+//! [`forward`] (`q_sample`, training timesteps), [`prediction`] (eps / x0 / v),
+//! [`loss_weighting`], [`noise`] (seeded host randomness), [`sampler`] (DDPM, DDIM,
+//! DPM-Solver++), [`guidance`] and [`sampling`] (the loop), and [`oracle`] (an exact denoiser
+//! for Gaussian data, for tests).
 
 pub mod denoiser;
+pub mod forward;
+pub mod guidance;
+pub mod loss_weighting;
+pub mod noise;
+pub mod oracle;
+pub mod prediction;
+pub mod sampler;
+pub mod sampling;
+pub mod schedule;
 
 pub use denoiser::Denoiser;
+pub use forward::{q_sample, sample_timesteps};
+pub use guidance::{GuidanceConfig, guide};
+pub use loss_weighting::{LossWeighting, LossWeightingError};
+pub use noise::{NoiseRng, NoiseRngState, NoiseSource};
+pub use oracle::GaussianOracle;
+pub use prediction::{Prediction, PredictionType};
+pub use sampler::{
+    Ddim, DdimConfig, Ddpm, DdpmConfig, DdpmVariance, DpmSolver, DpmSolverConfig, Sampler,
+    SamplerConfig, SamplerError, TimestepSpacing,
+};
+pub use sampling::{Conditioning, noised_start, sample_loop};
+pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, ScheduleError};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use burn::tensor::{Tensor, backend::Backend};
+
+    pub type TestBackend = burn::backend::Flex;
+
+    /// The values of a tensor, row-major.
+    pub fn to_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+        tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    }
+
+    /// Element-wise `|a - b| <= tol * (1 + |b|)` (absolute near zero, relative for large values).
+    pub fn assert_close<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>, tol: f64) {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (to_vec(a), to_vec(b));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (x, y) = (*x as f64, *y as f64);
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "element {i}: {x} vs {y} (tol {tol})"
+            );
+        }
+    }
+}

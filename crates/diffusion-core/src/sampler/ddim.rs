@@ -1,0 +1,262 @@
+//! Song, Meng & Ermon (2021), "Denoising Diffusion Implicit Models", arXiv:2010.02502,
+//! equation (12), as in diffusers' `DDIMScheduler`. `eta = 0` is the deterministic DDIM ODE
+//! solver; `eta = 1` has DDPM's posterior variance.
+
+use burn::config::Config;
+use burn::tensor::{Tensor, backend::Backend};
+
+use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
+use crate::{NoiseSchedule, NoiseSource, PredictionType};
+
+/// Configuration of a [`Ddim`] sampler; defaults follow diffusers.
+#[derive(Config, Debug, PartialEq)]
+pub struct DdimConfig {
+    /// Number of reverse steps, in `1..=T`.
+    #[config(default = 50)]
+    pub num_steps: usize,
+    /// Stochasticity, in `[0, 1]`: 0 is deterministic DDIM, 1 matches DDPM's variance.
+    #[config(default = 0.0)]
+    pub eta: f64,
+    /// How the `num_steps` timesteps are picked out of `0..T`.
+    #[config(default = "TimestepSpacing::Leading")]
+    pub spacing: TimestepSpacing,
+    /// Added to every timestep of leading spacing (Stable Diffusion uses 1).
+    #[config(default = 0)]
+    pub steps_offset: usize,
+    /// The last step goes to `alpha_bar = 1` (clean data); otherwise to `alpha_bar_0`.
+    #[config(default = true)]
+    pub set_alpha_to_one: bool,
+    /// Clip the predicted `x0` to `[-clip_sample_range, clip_sample_range]`.
+    #[config(default = true)]
+    pub clip_sample: bool,
+    /// Bound of the `x0` clip; finite and > 0.
+    #[config(default = 1.0)]
+    pub clip_sample_range: f64,
+    /// Start the reverse process at this timestep instead of the noisiest (`None`); only
+    /// timesteps `<= start_t` are visited.
+    pub start_t: Option<usize>,
+}
+
+impl DdimConfig {
+    /// Builds the sampler for `schedule` and a model predicting `prediction`.
+    pub fn init(
+        &self,
+        schedule: &NoiseSchedule,
+        prediction: PredictionType,
+    ) -> Result<Ddim, SamplerError> {
+        if !(self.eta.is_finite() && (0.0..=1.0).contains(&self.eta)) {
+            return Err(out_of_range("eta", self.eta, "in [0, 1]"));
+        }
+        if !(self.clip_sample_range.is_finite() && self.clip_sample_range > 0.0) {
+            return Err(out_of_range(
+                "clip_sample_range",
+                self.clip_sample_range,
+                "finite and > 0",
+            ));
+        }
+        let num_train = schedule.num_timesteps();
+        let timesteps = self
+            .spacing
+            .timesteps(num_train, self.num_steps, self.steps_offset)?;
+        let alpha_bar = schedule.alpha_bar().to_vec();
+        Ok(Ddim {
+            timesteps: truncate_to_start(timesteps, self.start_t, num_train)?,
+            final_alpha_bar: if self.set_alpha_to_one {
+                1.0
+            } else {
+                alpha_bar[0]
+            },
+            alpha_bar,
+            prediction,
+            eta: self.eta,
+            clip: self.clip_sample.then_some(self.clip_sample_range),
+        })
+    }
+}
+
+/// DDIM sampler.
+///
+/// Each step goes to the next timestep of the list. diffusers instead always jumps by
+/// `T // num_steps`, which agrees for leading spacing (and trailing when `n` divides `T`) but
+/// for linspace lands between the listed timesteps.
+#[derive(Debug, Clone)]
+pub struct Ddim {
+    timesteps: Vec<usize>,
+    alpha_bar: Vec<f64>,
+    final_alpha_bar: f64,
+    prediction: PredictionType,
+    eta: f64,
+    clip: Option<f64>,
+}
+
+impl<B: Backend> Sampler<B> for Ddim {
+    fn timesteps(&self) -> &[usize] {
+        &self.timesteps
+    }
+
+    fn prediction_type(&self) -> PredictionType {
+        self.prediction
+    }
+
+    fn step(
+        &mut self,
+        model_output: Tensor<B, 4>,
+        step_index: usize,
+        x_t: Tensor<B, 4>,
+        noise: &mut dyn NoiseSource<B>,
+    ) -> Result<Tensor<B, 4>, SamplerError> {
+        check_step(step_index, self.timesteps.len())?;
+        let alpha_bar_t = self.alpha_bar[self.timesteps[step_index]];
+        let alpha_bar_prev = match self.timesteps.get(step_index + 1) {
+            Some(&prev_t) => self.alpha_bar[prev_t],
+            None => self.final_alpha_bar,
+        };
+
+        let prediction = self
+            .prediction
+            .split(model_output, x_t.clone(), alpha_bar_t);
+        // As diffusers (use_clipped_model_output = false): only x0 is clipped, eps is kept.
+        let pred_eps = prediction.pred_eps;
+        let pred_x0 = match self.clip {
+            Some(range) => prediction.pred_x0.clamp(-range, range),
+            None => prediction.pred_x0,
+        };
+
+        // Song et al. eq. (16): sigma_t = eta * sqrt((1 - ab_prev)/(1 - ab_t) * (1 - ab_t/ab_prev)).
+        let variance =
+            (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_prev);
+        let sigma_t = self.eta * variance.sqrt();
+        // Rounding can push 1 - ab_prev - sigma^2 a hair below zero when eta = 1.
+        let direction_coef = (1.0 - alpha_bar_prev - sigma_t * sigma_t).max(0.0).sqrt();
+
+        let x_prev =
+            pred_x0.mul_scalar(alpha_bar_prev.sqrt()) + pred_eps.mul_scalar(direction_coef);
+        if self.eta > 0.0 {
+            // Drawn on every step, even where sigma_t = 0, so the noise stream matches diffusers.
+            let z = noise.gaussian(x_t.dims(), &x_t.device());
+            return Ok(x_prev + z.mul_scalar(sigma_t));
+        }
+        Ok(x_prev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::{q_sample, timesteps_tensor};
+    use crate::tests::{TestBackend, assert_close, to_vec};
+    use crate::{NoiseRng, ScheduleConfig};
+
+    fn schedule() -> NoiseSchedule {
+        ScheduleConfig::new().init().unwrap()
+    }
+
+    #[test]
+    fn deterministic_step_with_exact_eps_lands_on_the_forward_marginal() {
+        // With the true eps, eta = 0 moves x_t = q(x0, eps, t) exactly to q(x0, eps, t_prev).
+        let device = Default::default();
+        let schedule = schedule();
+        let mut ddim = DdimConfig::new()
+            .with_num_steps(20)
+            .with_clip_sample(false)
+            .init(&schedule, PredictionType::Epsilon)
+            .unwrap();
+        let ts = <Ddim as Sampler<TestBackend>>::timesteps(&ddim).to_vec();
+        let mut rng = NoiseRng::seed_from_u64(1);
+        let x0 = rng.gaussian_tensor::<TestBackend, 4>([2, 1, 2, 2], &device);
+        let eps = rng.gaussian_tensor::<TestBackend, 4>([2, 1, 2, 2], &device);
+        let at = |t: usize| {
+            q_sample(
+                &schedule,
+                x0.clone(),
+                eps.clone(),
+                timesteps_tensor(&[t, t], &device),
+            )
+        };
+        let stepped = ddim.step(eps.clone(), 3, at(ts[3]), &mut rng).unwrap();
+        assert_close(stepped, at(ts[4]), 1e-5);
+        let last = ddim.step(eps.clone(), 19, at(ts[19]), &mut rng).unwrap();
+        assert_close(last, x0, 1e-4);
+    }
+
+    #[test]
+    fn set_alpha_to_one_false_ends_at_alpha_bar_zero() {
+        let device = Default::default();
+        let schedule = schedule();
+        let mut ddim = DdimConfig::new()
+            .with_num_steps(10)
+            .with_set_alpha_to_one(false)
+            .with_clip_sample(false)
+            .init(&schedule, PredictionType::Sample)
+            .unwrap();
+        let x0 = Tensor::<TestBackend, 4>::ones([1, 1, 1, 1], &device);
+        let x_t = Tensor::<TestBackend, 4>::zeros([1, 1, 1, 1], &device);
+        // pred_eps = (0 - sqrt(ab_0))/sqrt(1 - ab_0) at t = 0; out = sqrt(ab_0) + sqrt(1 - ab_0) * pred_eps = 0.
+        let out = ddim
+            .step(x0, 9, x_t, &mut NoiseRng::seed_from_u64(0))
+            .unwrap();
+        assert!((out.into_scalar() as f64).abs() < 1e-6);
+    }
+
+    #[test]
+    fn eta_one_adds_the_ddpm_posterior_noise() {
+        let device = Default::default();
+        let schedule = schedule();
+        let mut ddim = DdimConfig::new()
+            .with_num_steps(1000)
+            .with_eta(1.0)
+            .with_clip_sample(false)
+            .init(&schedule, PredictionType::Sample)
+            .unwrap();
+        // x0 = x_t = 0: output is pure noise with DDPM's posterior std at t = 500.
+        let zeros = Tensor::<TestBackend, 4>::zeros([1, 1, 1, 3], &device);
+        let out = ddim
+            .step(zeros.clone(), 499, zeros, &mut NoiseRng::seed_from_u64(5))
+            .unwrap();
+        let z = NoiseRng::seed_from_u64(5).gaussian_vec(3);
+        let std = schedule.posterior_variance()[500].sqrt();
+        for (value, z) in to_vec(out).into_iter().zip(z) {
+            assert!((value as f64 - std * z as f64).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn clipping_bounds_x0_but_keeps_the_models_eps() {
+        let device = Default::default();
+        let schedule = schedule();
+        let mut ddim = DdimConfig::new()
+            .with_num_steps(10)
+            .init(&schedule, PredictionType::Epsilon)
+            .unwrap();
+        let x_t = Tensor::<TestBackend, 4>::full([1, 1, 1, 1], 5.0, &device);
+        let eps = Tensor::<TestBackend, 4>::zeros([1, 1, 1, 1], &device);
+        // pred_x0 = 5 / sqrt(ab_900) is clipped to 1, eps stays 0: out = sqrt(ab_800).
+        let out = ddim
+            .step(eps, 0, x_t, &mut NoiseRng::seed_from_u64(0))
+            .unwrap();
+        let expected = schedule.alpha_bar()[800].sqrt();
+        assert!((out.into_scalar() as f64 - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn invalid_configs_name_their_field() {
+        let schedule = schedule();
+        let cases = [
+            (DdimConfig::new().with_num_steps(0), "num_steps"),
+            (DdimConfig::new().with_num_steps(1001), "num_steps"),
+            (DdimConfig::new().with_eta(-0.1), "eta"),
+            (DdimConfig::new().with_eta(1.5), "eta"),
+            (DdimConfig::new().with_eta(f64::NAN), "eta"),
+            (
+                DdimConfig::new().with_clip_sample_range(-1.0),
+                "clip_sample_range",
+            ),
+            (DdimConfig::new().with_start_t(Some(5000)), "start_t"),
+            (DdimConfig::new().with_steps_offset(30), "steps_offset"),
+        ];
+        for (config, field) in cases {
+            let err = config.init(&schedule, PredictionType::Epsilon).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+}

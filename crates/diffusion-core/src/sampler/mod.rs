@@ -1,0 +1,183 @@
+//! Reverse-process samplers behind one [`Sampler`] trait, one file each, plus the shared
+//! timestep spacing and a serialisable [`SamplerConfig`] that builds any of them.
+
+mod config;
+mod ddim;
+mod ddpm;
+mod dpm_solver;
+mod spacing;
+
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod oracle_tests;
+
+use burn::tensor::{Tensor, backend::Backend};
+
+pub use config::SamplerConfig;
+pub use ddim::{Ddim, DdimConfig};
+pub use ddpm::{Ddpm, DdpmConfig, DdpmVariance};
+pub use dpm_solver::{DpmSolver, DpmSolverConfig};
+pub use spacing::TimestepSpacing;
+
+use crate::{NoiseSource, PredictionType};
+
+/// One reverse-process solver: walks `x_t` from `timesteps()[0]` down to clean data, one
+/// model evaluation per step.
+///
+/// Multistep solvers keep their history inside the struct; calling `step` with index 0
+/// starts a new trajectory.
+pub trait Sampler<B: Backend> {
+    /// The training timesteps visited, strictly decreasing, each in `0..T`. The sampling
+    /// loop feeds `timesteps()[i]` to the model at step `i`.
+    fn timesteps(&self) -> &[usize];
+
+    /// What the model's output means.
+    fn prediction_type(&self) -> PredictionType;
+
+    /// Forgets any multistep history.
+    fn reset(&mut self) {}
+
+    /// Moves `x_t` at `timesteps()[step_index]` to the next timestep of the list (clean data
+    /// after the last step), given the model's output at `x_t`.
+    ///
+    /// # Shapes
+    /// - `model_output`, `x_t`: `[batch, channels, height, width]`
+    /// - returns: `[batch, channels, height, width]`
+    fn step(
+        &mut self,
+        model_output: Tensor<B, 4>,
+        step_index: usize,
+        x_t: Tensor<B, 4>,
+        noise: &mut dyn NoiseSource<B>,
+    ) -> Result<Tensor<B, 4>, SamplerError>;
+}
+
+/// Why a sampler could not be built or stepped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SamplerError {
+    /// A configuration value lies outside its allowed range.
+    #[error("invalid sampler `{field}` = {value}: must be {allowed}")]
+    OutOfRange {
+        /// The config field.
+        field: &'static str,
+        /// The rejected value, printed.
+        value: String,
+        /// The allowed range, in words.
+        allowed: String,
+    },
+    /// `step` was called past the end of the timestep list.
+    #[error("step index {index} is out of range for a sampler with {len} steps")]
+    StepIndex {
+        /// The index asked for.
+        index: usize,
+        /// The number of steps.
+        len: usize,
+    },
+    /// A multistep solver was stepped out of order.
+    #[error(
+        "multistep sampler expected step {expected}, got {got}: run steps in order or restart at 0"
+    )]
+    OutOfOrder {
+        /// The step that should come next.
+        expected: usize,
+        /// The step that was asked for.
+        got: usize,
+    },
+    /// The labels do not match the batch.
+    #[error("`labels` has {got} entries for a batch of {expected}")]
+    LabelBatch {
+        /// The batch size of `x_t`.
+        expected: usize,
+        /// The number of labels.
+        got: usize,
+    },
+}
+
+pub(crate) fn out_of_range(
+    field: &'static str,
+    value: impl ToString,
+    allowed: impl Into<String>,
+) -> SamplerError {
+    SamplerError::OutOfRange {
+        field,
+        value: value.to_string(),
+        allowed: allowed.into(),
+    }
+}
+
+/// Keeps the timesteps `<= start_t`, so that sampling can begin from a partly noised real
+/// image (SDEdit-style; diffusers' img2img `strength`). The caller noises the image at the
+/// first remaining timestep.
+pub(crate) fn truncate_to_start(
+    timesteps: Vec<usize>,
+    start_t: Option<usize>,
+    num_train_timesteps: usize,
+) -> Result<Vec<usize>, SamplerError> {
+    let Some(start_t) = start_t else {
+        return Ok(timesteps);
+    };
+    if start_t >= num_train_timesteps {
+        return Err(out_of_range(
+            "start_t",
+            start_t,
+            format!("in 0..{num_train_timesteps} (below the schedule's num_timesteps)"),
+        ));
+    }
+    let kept: Vec<usize> = timesteps.into_iter().filter(|t| *t <= start_t).collect();
+    if kept.is_empty() {
+        return Err(out_of_range(
+            "start_t",
+            start_t,
+            "at least the smallest timestep of the sampler's spacing",
+        ));
+    }
+    Ok(kept)
+}
+
+/// Checks a step index against the timestep list.
+pub(crate) fn check_step(step_index: usize, len: usize) -> Result<(), SamplerError> {
+    if step_index < len {
+        Ok(())
+    } else {
+        Err(SamplerError::StepIndex {
+            index: step_index,
+            len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_timesteps_at_or_below_start() {
+        let ts: Vec<usize> = (0..1000).rev().collect();
+        let kept = truncate_to_start(ts.clone(), Some(50), 1000).unwrap();
+        assert_eq!(kept, (0..=50).rev().collect::<Vec<_>>());
+        assert_eq!(truncate_to_start(ts.clone(), None, 1000).unwrap(), ts);
+        let sparse = vec![980, 960, 40, 20, 0];
+        assert_eq!(
+            truncate_to_start(sparse, Some(50), 1000).unwrap(),
+            vec![40, 20, 0]
+        );
+    }
+
+    #[test]
+    fn truncation_rejects_bad_start() {
+        let err = truncate_to_start(vec![3, 2, 1], Some(1000), 1000).unwrap_err();
+        assert!(err.to_string().contains("start_t"), "{err}");
+        let err = truncate_to_start(vec![3, 2, 1], Some(0), 1000).unwrap_err();
+        assert!(err.to_string().contains("start_t"), "{err}");
+    }
+
+    #[test]
+    fn step_index_past_the_end_is_an_error() {
+        assert!(check_step(2, 3).is_ok());
+        assert_eq!(
+            check_step(3, 3),
+            Err(SamplerError::StepIndex { index: 3, len: 3 })
+        );
+    }
+}
