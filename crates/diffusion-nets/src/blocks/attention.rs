@@ -98,6 +98,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// A naive reference: per batch, per head, per query position, loops over keys.
+    #[allow(clippy::needless_range_loop)]
     fn naive(block: &SpatialAttention<TestBackend>, x: Tensor<TestBackend, 4>) -> Vec<f32> {
         let [batch, channels, height, width] = x.dims();
         let n = height * width;

@@ -109,7 +109,7 @@ impl<B: Backend> UNet<B> {
             )));
         }
         let d = self.size_divisor;
-        if height == 0 || width == 0 || height % d != 0 || width % d != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(d) || !width.is_multiple_of(d) {
             return Err(NetError::Shape(format!(
                 "input is {height}x{width}; height and width must be positive multiples of {d}"
             )));

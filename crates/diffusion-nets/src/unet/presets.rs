@@ -7,7 +7,7 @@ use crate::NetError;
 const PRESETS: [(&str, &str); 5] = [
     (
         "mnist",
-        "28x28x1 residual-attention U-Net, base 32, mults [1,2,2], 1 block/level, attention at 7x7; ~1.7M params, CPU-trainable",
+        "28x28x1 residual-attention U-Net, base 32, mults [1,2,2], 1 block/level, attention at 7x7; 1.1M params, 0.19 GMACs/image, CPU-trainable",
     ),
     (
         "mnist-residual",
@@ -19,7 +19,7 @@ const PRESETS: [(&str, &str); 5] = [
     ),
     (
         "cifar10",
-        "32x32x3 residual-attention U-Net, base 64, mults [1,2,2,2], 2 blocks/level, attention at 16x16",
+        "32x32x3 residual-attention U-Net, base 64, mults [1,2,2,2], 2 blocks/level, attention at 16x16; 9.0M params, 1.6 GMACs/image",
     ),
     (
         "cifar10-ddpm",
