@@ -32,6 +32,12 @@ pub struct DdimConfig {
     /// Bound of the `x0` clip; finite and > 0.
     #[config(default = 1.0)]
     pub clip_sample_range: f64,
+    /// Step from `t` to `t - T // num_steps`, as diffusers' `DDIMScheduler` does, instead of
+    /// to the next listed timestep. The two agree for leading spacing and for trailing when
+    /// `num_steps` divides `T`; for linspace diffusers lands between listed timesteps, so the
+    /// model is then queried at a timestep slightly off the state's noise level.
+    #[config(default = false)]
+    pub fixed_stride: bool,
     /// Start the reverse process at this timestep instead of the noisiest (`None`); only
     /// timesteps `<= start_t` are visited.
     pub start_t: Option<usize>,
@@ -61,6 +67,7 @@ impl DdimConfig {
         let alpha_bar = schedule.alpha_bar().to_vec();
         Ok(Ddim {
             timesteps: truncate_to_start(timesteps, self.start_t, num_train)?,
+            stride: self.fixed_stride.then_some(num_train / self.num_steps),
             final_alpha_bar: if self.set_alpha_to_one {
                 1.0
             } else {
@@ -74,16 +81,15 @@ impl DdimConfig {
     }
 }
 
-/// DDIM sampler.
-///
-/// Each step goes to the next timestep of the list. diffusers instead always jumps by
-/// `T // num_steps`, which agrees for leading spacing (and trailing when `n` divides `T`) but
-/// for linspace lands between the listed timesteps.
+/// DDIM sampler. Each step goes to the next timestep of the list (see
+/// [`DdimConfig::fixed_stride`] for diffusers' rule).
 #[derive(Debug, Clone)]
 pub struct Ddim {
     timesteps: Vec<usize>,
     alpha_bar: Vec<f64>,
     final_alpha_bar: f64,
+    /// `Some(T // num_steps)` when stepping by a fixed stride (diffusers' rule).
+    stride: Option<usize>,
     prediction: PredictionType,
     eta: f64,
     clip: Option<f64>,
@@ -106,9 +112,14 @@ impl<B: Backend> Sampler<B> for Ddim {
         noise: &mut dyn NoiseSource<B>,
     ) -> Result<Tensor<B, 4>, SamplerError> {
         check_step(step_index, self.timesteps.len())?;
-        let alpha_bar_t = self.alpha_bar[self.timesteps[step_index]];
-        let alpha_bar_prev = match self.timesteps.get(step_index + 1) {
-            Some(&prev_t) => self.alpha_bar[prev_t],
+        let t = self.timesteps[step_index];
+        let alpha_bar_t = self.alpha_bar[t];
+        let prev_t = match self.stride {
+            Some(stride) => t.checked_sub(stride),
+            None => self.timesteps.get(step_index + 1).copied(),
+        };
+        let alpha_bar_prev = match prev_t {
+            Some(prev_t) => self.alpha_bar[prev_t],
             None => self.final_alpha_bar,
         };
 
@@ -236,6 +247,41 @@ mod tests {
             .unwrap();
         let expected = schedule.alpha_bar()[800].sqrt();
         assert!((out.into_scalar() as f64 - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fixed_stride_steps_by_t_over_n_like_diffusers() {
+        let device = Default::default();
+        let schedule = schedule();
+        let config = DdimConfig::new()
+            .with_num_steps(20)
+            .with_spacing(TimestepSpacing::Linspace)
+            .with_clip_sample(false);
+        let x0 = Tensor::<TestBackend, 4>::ones([1, 1, 1, 1], &device);
+        let x_t = Tensor::<TestBackend, 4>::zeros([1, 1, 1, 1], &device);
+        let mut rng = NoiseRng::seed_from_u64(0);
+        // With x_t = 0 and x0 = 1: pred_eps = -sqrt(ab_t)/sqrt(1 - ab_t), and the output
+        // sqrt(ab_prev) + sqrt(1 - ab_prev) pred_eps reveals which ab_prev was used.
+        let out = |ab_prev: f64| {
+            let ab_t = schedule.alpha_bar()[999];
+            ab_prev.sqrt() - (1.0 - ab_prev).sqrt() * ab_t.sqrt() / (1.0 - ab_t).sqrt()
+        };
+        let mut listed = config.init(&schedule, PredictionType::Sample).unwrap();
+        assert_eq!(
+            <Ddim as Sampler<TestBackend>>::timesteps(&listed)[..2],
+            [999, 946]
+        );
+        let value = listed
+            .step(x0.clone(), 0, x_t.clone(), &mut rng)
+            .unwrap()
+            .into_scalar();
+        assert!((value as f64 - out(schedule.alpha_bar()[946])).abs() < 1e-6);
+        let mut strided = config
+            .with_fixed_stride(true)
+            .init(&schedule, PredictionType::Sample)
+            .unwrap();
+        let value = strided.step(x0, 0, x_t, &mut rng).unwrap().into_scalar();
+        assert!((value as f64 - out(schedule.alpha_bar()[949])).abs() < 1e-6);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl NoiseSchedule {
         let last = betas.len() - 1;
         for (index, &value) in betas.iter().enumerate() {
             let terminal_ok = terminal_one && index == last && value == 1.0;
-            if !(value.is_finite() && value > 0.0 && value < 1.0) && !terminal_ok {
+            if !(terminal_ok || value.is_finite() && value > 0.0 && value < 1.0) {
                 return Err(ScheduleError::InvalidBeta { index, value });
             }
         }
