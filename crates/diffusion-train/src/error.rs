@@ -2,6 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use diffusion_core::{LossWeightingError, SamplerError, ScheduleError};
+use diffusion_nets::NetError;
+
+use crate::data::DataError;
+
 /// Everything that can go wrong while configuring, training, checkpointing or loading a run.
 ///
 /// Every variant names the file, directory or configuration field involved, so that the CLI can
@@ -94,9 +99,35 @@ pub enum TrainError {
         which: &'static str,
     },
 
+    /// The run directory already holds checkpoints and resuming was not asked for.
+    #[error(
+        "run directory {run_dir} already holds checkpoints: resume it, or choose another \
+         run directory"
+    )]
+    RunExists {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+
     /// The dataset could not be opened or read.
-    #[error("data error: {0}")]
-    Data(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// The network config is invalid or does not fit the data.
+    #[error(transparent)]
+    Net(#[from] NetError),
+
+    /// The noise schedule config is invalid.
+    #[error("invalid training config: `schedule`: {0}")]
+    Schedule(#[from] ScheduleError),
+
+    /// The loss weighting is invalid.
+    #[error("invalid training config: `loss_weighting`: {0}")]
+    LossWeighting(#[from] LossWeightingError),
+
+    /// The preview sampler could not be built or run.
+    #[error("preview sampler: {0}")]
+    Sampler(#[from] SamplerError),
 
     /// An image could not be written.
     #[error("cannot write image {path}: {message}")]

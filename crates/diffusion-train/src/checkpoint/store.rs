@@ -198,7 +198,7 @@ mod tests {
     fn a_failing_writer_leaves_no_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let result = write_checkpoint_dir(dir.path(), 1, |_| {
-            Err(TrainError::Data("simulated failure".into()))
+            Err(TrainError::invalid("test", "simulated failure"))
         });
         assert!(result.is_err());
         assert!(latest_checkpoint(dir.path()).unwrap().is_none());

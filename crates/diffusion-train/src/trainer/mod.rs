@@ -1,0 +1,383 @@
+//! The training loop: a step-based loop (Burn's `Learner` is epoch-based and has no EMA hook)
+//! that owns the run directory while it runs.
+
+mod preview;
+mod step;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::data::dataset::Dataset;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+pub use preview::{SAMPLES_DIR, write_preview};
+pub use step::StepOutcome;
+
+use crate::checkpoint::store::replace_file;
+use crate::checkpoint::{
+    CheckpointState, RunLock, all_finite, latest_checkpoint, load_checkpoint, save_checkpoint,
+};
+use crate::data::{DataOrder, ImageDataset};
+use crate::metrics::{MetricsLog, MetricsRecord};
+use crate::objective::{DiffusionObjective, mix_seed};
+use crate::observer::{StepProgress, TrainEvent, TrainObserver};
+use crate::{TrainConfig, TrainError};
+use step::{StepData, optimizer_step};
+
+/// File name of the run's config.
+pub const RUN_CONFIG_FILE: &str = "config.json";
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Step training started from (non-zero after a resume).
+    pub start_step: usize,
+    /// Optimizer steps completed when it returned.
+    pub final_step: usize,
+    /// Total steps of the run.
+    pub total_steps: usize,
+    /// Whether it returned early because the stop flag was set.
+    pub stopped: bool,
+    /// Loss of the last applied step (NaN if none).
+    pub last_loss: f64,
+    /// Steps skipped for a non-finite loss or gradient, over the whole run.
+    pub skipped_nonfinite: usize,
+    /// The newest checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Trains a [`diffusion_nets::UNet`] as described by a [`TrainConfig`] into a run directory:
+/// `config.json`, `checkpoints/`, `metrics.jsonl`, `samples/`.
+///
+/// ```no_run
+/// # use std::sync::atomic::AtomicBool;
+/// # use diffusion_train::{Trainer, TrainConfig, NoObserver};
+/// # type B = burn::backend::Autodiff<burn::backend::Flex>;
+/// let config = TrainConfig::preset("mnist")?;
+/// let stop = AtomicBool::new(false);
+/// let summary = Trainer::<B>::new(config, "runs/mnist", Default::default())
+///     .resume(true)
+///     .run(&stop, &mut NoObserver)?;
+/// # Ok::<(), diffusion_train::TrainError>(())
+/// ```
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    device: B::Device,
+    resume: bool,
+    dataset: Option<ImageDataset>,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A trainer for `config` writing into `run_dir` on `device`.
+    pub fn new(config: TrainConfig, run_dir: impl AsRef<Path>, device: B::Device) -> Self {
+        Self {
+            config,
+            run_dir: run_dir.as_ref().to_path_buf(),
+            device,
+            resume: false,
+            dataset: None,
+        }
+    }
+
+    /// Continue from the newest complete checkpoint of the run directory, if there is one.
+    /// Without it, a run directory that already holds checkpoints is an error.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Train on this dataset instead of loading `config.data` (tests, custom data).
+    pub fn with_dataset(mut self, dataset: ImageDataset) -> Self {
+        self.dataset = Some(dataset);
+        self
+    }
+
+    /// Trains until `max_steps` (or the converted `epochs`) optimizer steps are done, or until
+    /// `stop` is set, in which case a checkpoint is saved and the call returns cleanly.
+    pub fn run(
+        self,
+        stop: &AtomicBool,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<TrainSummary, TrainError> {
+        let Self {
+            config,
+            run_dir,
+            device,
+            resume,
+            dataset,
+        } = self;
+        config.validate()?;
+        let _lock = RunLock::acquire(&run_dir)?;
+        let dataset = match dataset {
+            Some(dataset) => dataset,
+            None => config.data.load_dataset()?,
+        };
+        check_data_fits(&config, &dataset)?;
+        let schedule = config.schedule.init()?;
+        let total_steps = config.total_steps(dataset.len());
+        let objective = DiffusionObjective::new(
+            schedule.clone(),
+            config.prediction_type,
+            config.loss_weighting,
+            config.p_uncond,
+            config.model.num_classes,
+        )?;
+
+        let latest = latest_checkpoint(&run_dir)?;
+        if latest.is_some() && !resume {
+            return Err(TrainError::RunExists { run_dir });
+        }
+        let (mut model, mut ema, mut optim, mut state) = match &latest {
+            Some((_, dir)) => {
+                let loaded = load_checkpoint::<B>(dir, &config, &device)?;
+                tracing::info!(step = loaded.state.step, dir = %dir.display(), "resuming");
+                (loaded.model, loaded.ema, loaded.optim, loaded.state)
+            }
+            None => {
+                B::seed(&device, mix_seed(config.seed));
+                let model = config.model.init::<B>(&device)?;
+                // Materialize the lazily initialized weights now, under the seed just set.
+                all_finite(&model);
+                let ema = model.valid();
+                let optim = config.optimizer.to_burn().init();
+                (model, ema, optim, CheckpointState::new(0, config.seed))
+            }
+        };
+        let resumed = latest.is_some();
+        let start_step = state.step;
+        replace_file(&run_dir.join(RUN_CONFIG_FILE), config.to_json().as_bytes())?;
+        let mut metrics = MetricsLog::open(&run_dir, start_step)?;
+        let mut last_checkpoint = latest.map(|(_, dir)| dir);
+        if !resumed {
+            // A fresh run gets its step-0 checkpoint at once, so a kill at any later moment
+            // leaves something to resume from.
+            let dir = save_checkpoint(&run_dir, &config, &model, &ema, &optim, &state)?;
+            last_checkpoint = Some(dir);
+        }
+        observer.on_event(&TrainEvent::Started {
+            step: start_step,
+            total_steps,
+            resumed,
+        });
+        tracing::info!(start_step, total_steps, run_dir = %run_dir.display(), "training");
+
+        let batcher = config.data.batcher(&dataset, config.seed);
+        let mut order = DataOrder::new(config.seed, dataset.len(), config.batch_size)?;
+        let started = Instant::now();
+        let base_wall = state.wall_time_s;
+        let mut window = LogWindow::default();
+        let mut last_loss = f64::NAN;
+        let mut stopped = false;
+        let mut saved_step = start_step;
+
+        while state.step < total_steps {
+            if stop.load(Ordering::Relaxed) {
+                stopped = true;
+                break;
+            }
+            let step = state.step;
+            let lr = config
+                .lr_schedule
+                .lr_at(config.optimizer.lr, step, total_steps);
+            let step_started = Instant::now();
+            let data = StepData {
+                dataset: &dataset,
+                batcher: &batcher,
+                order: &mut order,
+            };
+            let outcome;
+            (model, ema, outcome) = optimizer_step(
+                &config,
+                &objective,
+                data,
+                (model, ema, &mut optim),
+                step,
+                lr,
+                &device,
+            );
+            let seconds = step_started.elapsed().as_secs_f64();
+            state.step += 1;
+            state.lr = lr;
+            (state.epoch, state.batch_index) =
+                order.position((state.step * config.grad_accum_steps) as u64);
+            state.wall_time_s = base_wall + started.elapsed().as_secs_f64();
+            if outcome.applied {
+                state.consecutive_nonfinite = 0;
+                last_loss = outcome.loss;
+            } else {
+                state.skipped_nonfinite += 1;
+                state.consecutive_nonfinite += 1;
+                tracing::warn!(
+                    step = state.step,
+                    loss = outcome.loss,
+                    grad_norm = outcome.grad_norm,
+                    "non-finite loss or gradient: step skipped"
+                );
+                observer.on_event(&TrainEvent::SkippedNonFinite {
+                    step: state.step,
+                    consecutive: state.consecutive_nonfinite,
+                });
+                if state.consecutive_nonfinite >= config.max_consecutive_nonfinite {
+                    return Err(TrainError::Diverged {
+                        step: state.step,
+                        consecutive: state.consecutive_nonfinite,
+                    });
+                }
+            }
+            window.add(&outcome, seconds);
+            observer.on_step(&StepProgress {
+                step: state.step,
+                total_steps,
+                loss: outcome.loss,
+                grad_norm: outcome.grad_norm,
+                lr,
+                images_per_sec: outcome.images as f64 / seconds.max(1e-9),
+                skipped: !outcome.applied,
+            });
+
+            let last = state.step == total_steps;
+            if state.step % config.log_every == 0 || last {
+                let record = window.take(&state, outcome.ema_decay);
+                tracing::info!(
+                    step = record.step,
+                    loss = record.loss,
+                    lr = record.lr,
+                    grad_norm = record.grad_norm,
+                    images_per_sec = record.images_per_sec,
+                    "train"
+                );
+                metrics.append(&record)?;
+            }
+            if config.sample_every > 0 && (state.step % config.sample_every == 0 || last) {
+                let path = run_dir.join(SAMPLES_DIR).join(format!(
+                    "{}.png",
+                    crate::checkpoint::checkpoint_name(state.step)
+                ));
+                write_preview(&ema, &config, &schedule, &path, &device)?;
+                observer.on_event(&TrainEvent::PreviewSaved {
+                    step: state.step,
+                    path,
+                });
+            }
+            if state.step % config.checkpoint_every == 0 || last {
+                let dir = save_checkpoint(&run_dir, &config, &model, &ema, &optim, &state)?;
+                saved_step = state.step;
+                observer.on_event(&TrainEvent::CheckpointSaved {
+                    step: state.step,
+                    path: dir.clone(),
+                });
+                last_checkpoint = Some(dir);
+            }
+        }
+        if saved_step != state.step {
+            let dir = save_checkpoint(&run_dir, &config, &model, &ema, &optim, &state)?;
+            observer.on_event(&TrainEvent::CheckpointSaved {
+                step: state.step,
+                path: dir.clone(),
+            });
+            last_checkpoint = Some(dir);
+        }
+        Ok(TrainSummary {
+            run_dir,
+            start_step,
+            final_step: state.step,
+            total_steps,
+            stopped,
+            last_loss,
+            skipped_nonfinite: state.skipped_nonfinite,
+            last_checkpoint,
+        })
+    }
+}
+
+/// The data must have the network's channels and size, and no more classes than it has.
+fn check_data_fits(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), TrainError> {
+    let model = &config.model;
+    if dataset.is_empty() {
+        return Err(TrainError::invalid("data", "the dataset is empty"));
+    }
+    if dataset.channels() != model.in_channels {
+        return Err(TrainError::invalid(
+            "model.in_channels",
+            format!(
+                "is {}, but the images have {} channels",
+                model.in_channels,
+                dataset.channels()
+            ),
+        ));
+    }
+    if dataset.height() != model.image_size || dataset.width() != model.image_size {
+        return Err(TrainError::invalid(
+            "model.image_size",
+            format!(
+                "is {}, but the images are {}x{} (set data.image_size / data.pad_to)",
+                model.image_size,
+                dataset.height(),
+                dataset.width()
+            ),
+        ));
+    }
+    if let Some(classes) = model.num_classes
+        && dataset.num_classes() > classes
+    {
+        return Err(TrainError::invalid(
+            "model.num_classes",
+            format!(
+                "is {classes}, but the dataset has {} classes",
+                dataset.num_classes()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sums between two metrics lines.
+#[derive(Debug, Default)]
+struct LogWindow {
+    loss: f64,
+    grad_norm: f64,
+    applied: usize,
+    images: usize,
+    seconds: f64,
+}
+
+impl LogWindow {
+    fn add(&mut self, outcome: &StepOutcome, seconds: f64) {
+        if outcome.applied {
+            self.loss += outcome.loss;
+            self.grad_norm += outcome.grad_norm;
+            self.applied += 1;
+        }
+        self.images += outcome.images;
+        self.seconds += seconds;
+    }
+
+    fn take(&mut self, state: &CheckpointState, ema_decay: f64) -> MetricsRecord {
+        let n = self.applied.max(1) as f64;
+        let record = MetricsRecord {
+            step: state.step,
+            loss: if self.applied == 0 {
+                f64::NAN
+            } else {
+                self.loss / n
+            },
+            lr: state.lr,
+            grad_norm: if self.applied == 0 {
+                f64::NAN
+            } else {
+                self.grad_norm / n
+            },
+            ema_decay,
+            images_per_sec: self.images as f64 / self.seconds.max(1e-9),
+            wall_time_s: state.wall_time_s,
+            skipped_nonfinite: state.skipped_nonfinite,
+        };
+        *self = Self::default();
+        record
+    }
+}

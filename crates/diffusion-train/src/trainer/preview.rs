@@ -1,0 +1,55 @@
+//! Preview grids from the EMA weights, written under `samples/` during training.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use diffusion_core::{Conditioning, NoiseRng, NoiseSchedule, sample_loop};
+use diffusion_nets::UNet;
+
+use crate::objective::mix_seed;
+use crate::{TrainConfig, TrainError, save_image_grid};
+
+/// Sub-directory of a run holding the preview grids.
+pub const SAMPLES_DIR: &str = "samples";
+
+/// Samples `config.preview.num_images` images from `model` with the preview sampler and writes
+/// them as one PNG grid. The starting noise is the same at every preview (seeded from the run
+/// seed), so successive grids show the same images getting better. Class-conditional nets
+/// cycle through the classes.
+pub fn write_preview<B: Backend>(
+    model: &UNet<B>,
+    config: &TrainConfig,
+    schedule: &NoiseSchedule,
+    path: &Path,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    let count = config.preview.num_images;
+    let size = config.model.image_size;
+    let shape = [count, config.model.in_channels, size, size];
+    let mut sampler = config
+        .preview
+        .sampler()
+        .init::<B>(schedule, config.prediction_type)?;
+    let mut rng = NoiseRng::seed_from_u64(mix_seed(config.seed ^ 0x9e5e_11e5));
+    let x_t = rng.gaussian_tensor::<B, 4>(shape, device); // [count, ch, size, size]
+    let conditioning = match config.model.num_classes {
+        Some(classes) if classes > 0 => {
+            let labels: Vec<i64> = (0..count).map(|i| (i % classes) as i64).collect();
+            Conditioning::Labels(Tensor::<B, 1, Int>::from_data(
+                TensorData::new(labels, [count]),
+                device,
+            ))
+        }
+        _ => Conditioning::Unconditional,
+    };
+    let images = sample_loop(
+        model,
+        &mut *sampler,
+        x_t,
+        &conditioning,
+        &mut rng,
+        |_, _, _| {},
+    )?;
+    save_image_grid(images, config.preview.columns, path)
+}
