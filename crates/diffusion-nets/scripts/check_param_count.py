@@ -8,11 +8,12 @@ crates/diffusion-nets/src/unet/tests.rs assert the same numbers.
 
     python3 crates/diffusion-nets/scripts/check_param_count.py [--names]
 
-Checked with diffusers 0.42.1: params 35746307, macs_per_image 6221856768.
-`--names` writes the lines of assets/ddpm_cifar10_param_shapes.txt (after the first two),
+Checked with diffusers 0.42.1: params 35746307, macs_per_image 6221856768 (and 1112801
+parameters for the `mnist` preset).
+`--names` writes the lines of assets/ddpm_cifar10_param_shapes.txt (after the first three),
 which the structure test compares against, name by name and shape by shape:
 
-    python3 scripts/check_param_count.py --names | tail -n +3 | sed "s/[(),]/ /g; s/  */ /g; s/ $//"
+    python3 scripts/check_param_count.py --names | tail -n +4 | sed "s/[(),]/ /g; s/  */ /g; s/ $//"
 """
 import sys
 
@@ -37,7 +38,23 @@ def ddpm_cifar10() -> UNet2DModel:
     )
 
 
+def mnist() -> UNet2DModel:
+    """The `mnist` preset: base 32, mults [1, 2, 2], one block per level, attention at 7x7."""
+    return UNet2DModel(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=None,
+    )
+
+
 def main() -> None:
+    print("mnist_params", sum(p.numel() for p in mnist().parameters()))
     model = ddpm_cifar10().eval()
     print("params", sum(p.numel() for p in model.parameters()))
     x = torch.randn(1, 3, 32, 32)

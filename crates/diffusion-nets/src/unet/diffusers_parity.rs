@@ -113,3 +113,13 @@ fn cifar10_ddpm_macs_match_torch_flop_counter() {
     let config = UNetConfig::preset("cifar10-ddpm").unwrap();
     assert_eq!(config.macs_per_image().unwrap(), DIFFUSERS_MACS);
 }
+
+#[test]
+fn mnist_preset_matches_diffusers_parameter_count() {
+    // `mnist_params` of scripts/check_param_count.py: UNet2DModel with block_out_channels
+    // (32, 64, 64), layers_per_block 1, (DownBlock2D, DownBlock2D, AttnDownBlock2D) /
+    // (AttnUpBlock2D, UpBlock2D, UpBlock2D), 8 groups, 1 in/out channel.
+    let config = UNetConfig::preset("mnist").unwrap();
+    let net = config.init::<TestBackend>(&Default::default()).unwrap();
+    assert_eq!(net.num_params(), 1_112_801);
+}

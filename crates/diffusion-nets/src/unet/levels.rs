@@ -114,3 +114,72 @@ impl<B: Backend> UpBlock<B> {
         x
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::{DownsampleConfig, ResnetBlockConfig, UpsampleConfig};
+    use crate::tests::TestBackend;
+    use burn::tensor::Distribution;
+
+    fn resnet(cin: usize, cout: usize) -> ResnetBlock<TestBackend> {
+        ResnetBlockConfig::new(cin, cout, 8)
+            .with_norm_groups(2)
+            .init(&Default::default())
+    }
+
+    #[test]
+    fn down_pushes_what_up_pops() {
+        let device = Default::default();
+        let down = DownBlock {
+            resnets: vec![resnet(4, 6), resnet(6, 6)],
+            attentions: vec![],
+            downsamplers: vec![DownsampleConfig::new(6).init(&device)],
+        };
+        let up = UpBlock {
+            // Running 6 channels plus skips of 6, 6 and (the outer skip) 4 channels.
+            resnets: vec![resnet(12, 6), resnet(12, 6), resnet(10, 6)],
+            attentions: vec![],
+            upsamplers: vec![UpsampleConfig::new(6).init(&device)],
+        };
+        let x = Tensor::<TestBackend, 4>::random([2, 4, 8, 8], Distribution::Default, &device);
+        let temb = Tensor::random([2, 8], Distribution::Default, &device);
+        let mut skips = vec![x.clone()];
+        let h = down.forward(x, &temb, &mut skips);
+        assert_eq!(h.dims(), [2, 6, 4, 4]);
+        let shapes: Vec<[usize; 4]> = skips.iter().map(|s| s.dims()).collect();
+        assert_eq!(
+            shapes,
+            vec![[2, 4, 8, 8], [2, 6, 8, 8], [2, 6, 8, 8], [2, 6, 4, 4]]
+        );
+        // An up level at the resolution of the pushed skips: pops the last three.
+        let mut skips_at_8 = skips[..3].to_vec();
+        let h8 = Tensor::random([2, 6, 8, 8], Distribution::Default, &device);
+        let out = up.forward(h8, &temb, &mut skips_at_8);
+        assert_eq!(out.dims(), [2, 6, 16, 16]);
+        assert!(skips_at_8.is_empty());
+    }
+
+    #[test]
+    fn mid_block_runs_attention_between_resnets() {
+        let device = Default::default();
+        let mid = MidBlock {
+            resnets: vec![resnet(4, 4), resnet(4, 4)],
+            attentions: vec![
+                crate::blocks::SpatialAttentionConfig::new(4)
+                    .with_norm_groups(2)
+                    .init(&device),
+            ],
+        };
+        let without = MidBlock {
+            resnets: mid.resnets.clone(),
+            attentions: vec![],
+        };
+        let x = Tensor::<TestBackend, 4>::random([1, 4, 4, 4], Distribution::Default, &device);
+        let temb = Tensor::random([1, 8], Distribution::Default, &device);
+        let a = mid.forward(x.clone(), &temb);
+        let b = without.forward(x, &temb);
+        assert_eq!(a.dims(), [1, 4, 4, 4]);
+        assert!((a - b).abs().max().into_scalar() > 1e-5);
+    }
+}

@@ -14,6 +14,9 @@ use crate::blocks::{LabelEmbedding, SinusoidalEmbedding, TimestepEmbedding};
 
 /// A denoising U-Net (conv, residual or residual-attention), built by
 /// [`crate::UNetConfig::init`]. Field names follow diffusers' `UNet2DModel`.
+///
+/// Dropout is active only on an autodiff backend (training); evaluate and sample with the
+/// inner-backend module from `AutodiffModule::valid()`, which is deterministic.
 #[derive(Module, Debug)]
 pub struct UNet<B: Backend> {
     /// Sinusoidal features of the timestep (no parameters).
