@@ -7,6 +7,35 @@
 //! [`loss_weighting`], [`noise`] (seeded host randomness), [`sampler`] (DDPM, DDIM,
 //! DPM-Solver++), [`guidance`] and [`sampling`] (the loop), and [`oracle`] (an exact denoiser
 //! for Gaussian data, for tests).
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use diffusion_core::{
+//!     Conditioning, DpmSolverConfig, GaussianOracle, NoiseRng, PredictionType, SamplerConfig,
+//!     ScheduleConfig, sample_loop,
+//! };
+//!
+//! let device = Default::default();
+//! let schedule = ScheduleConfig::new().init()?; // linear, T = 1000
+//! // Any `Denoiser` works here; a U-Net in practice, the exact one for N(0.5, 0.2^2) data here.
+//! let denoiser = GaussianOracle::new(&schedule, 0.5, 0.2, PredictionType::Epsilon);
+//! let mut sampler = SamplerConfig::DpmSolver(DpmSolverConfig::new().with_num_steps(20))
+//!     .init::<Flex>(&schedule, PredictionType::Epsilon)?;
+//! let mut rng = NoiseRng::seed_from_u64(0);
+//! let x_t = rng.gaussian_tensor::<Flex, 4>([8, 1, 4, 4], &device); // [batch, ch, h, w]
+//! let mut frames = Vec::new();
+//! let x0 = sample_loop(
+//!     &denoiser,
+//!     sampler.as_mut(),
+//!     x_t,
+//!     &Conditioning::Unconditional,
+//!     &mut rng,
+//!     |_step, _t, x| frames.push(x.clone()),
+//! )?;
+//! assert_eq!(x0.dims(), [8, 1, 4, 4]);
+//! assert_eq!(frames.len(), 20);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod denoiser;
 pub mod forward;

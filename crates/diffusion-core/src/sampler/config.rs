@@ -35,7 +35,7 @@ impl SamplerConfig {
         &self,
         schedule: &NoiseSchedule,
         prediction: PredictionType,
-    ) -> Result<Box<dyn Sampler<B>>, SamplerError> {
+    ) -> Result<Box<dyn Sampler<B> + Send>, SamplerError> {
         Ok(match self {
             Self::Ddpm(config) => Box::new(config.init(schedule, prediction)?),
             Self::Ddim(config) => Box::new(config.init(schedule, prediction)?),

@@ -44,7 +44,9 @@ pub struct ScheduleConfig {
     /// Upper clip of the cosine schedule's betas; in (0, 1).
     #[config(default = 0.999)]
     pub max_beta: f64,
-    /// Rescale to zero terminal SNR (Lin et al. 2023); the last beta becomes 1. Needs T >= 2.
+    /// Rescale to zero terminal SNR (Lin et al. 2023); the last beta becomes 1. Needs T >= 2,
+    /// and a v- or x0-predicting model: at `alpha_bar_T = 0` an eps prediction says nothing
+    /// about `x0`.
     #[config(default = false)]
     pub rescale_zero_terminal_snr: bool,
 }
