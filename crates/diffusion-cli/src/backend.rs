@@ -61,6 +61,21 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
+/// Fails early, before any work, when `choice` names a backend this binary was built without.
+pub fn ensure_available(choice: DeviceChoice) -> Result<()> {
+    match choice {
+        DeviceChoice::Cpu => Ok(()),
+        DeviceChoice::Wgpu(_) if cfg!(feature = "wgpu") => Ok(()),
+        DeviceChoice::Cuda(_) if cfg!(feature = "cuda") => Ok(()),
+        DeviceChoice::Wgpu(_) => bail!(
+            "this binary was built without WGPU support: rebuild with `cargo run --release -p diffusion-cli --features wgpu -- ...`"
+        ),
+        DeviceChoice::Cuda(_) => bail!(
+            "this binary was built without CUDA support: rebuild with `cargo run --release -p diffusion-cli --features cuda -- ...`"
+        ),
+    }
+}
+
 /// Runs `task` on the backend named by `choice`, or explains which cargo feature is missing.
 pub fn dispatch<T: BackendTask>(choice: DeviceChoice, task: T) -> Result<T::Output> {
     match choice {
@@ -82,10 +97,8 @@ fn run_wgpu<T: BackendTask>(index: Option<usize>, task: T) -> Result<T::Output> 
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn run_wgpu<T: BackendTask>(_index: Option<usize>, _task: T) -> Result<T::Output> {
-    bail!(
-        "this binary was built without WGPU support: rebuild with `cargo run --release -p diffusion-cli --features wgpu -- ...`"
-    )
+fn run_wgpu<T: BackendTask>(index: Option<usize>, _task: T) -> Result<T::Output> {
+    ensure_available(DeviceChoice::Wgpu(index)).map(|()| unreachable!("checked above"))
 }
 
 #[cfg(feature = "cuda")]
@@ -95,10 +108,8 @@ fn run_cuda<T: BackendTask>(index: usize, task: T) -> Result<T::Output> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: BackendTask>(_index: usize, _task: T) -> Result<T::Output> {
-    bail!(
-        "this binary was built without CUDA support: rebuild with `cargo run --release -p diffusion-cli --features cuda -- ...`"
-    )
+fn run_cuda<T: BackendTask>(index: usize, _task: T) -> Result<T::Output> {
+    ensure_available(DeviceChoice::Cuda(index)).map(|()| unreachable!("checked above"))
 }
 
 #[cfg(test)]

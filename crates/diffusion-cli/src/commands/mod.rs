@@ -1,1 +1,10 @@
+//! One file per subcommand: its flags (clap) and its `run`.
+
+pub mod data;
+pub mod denoise;
+pub mod forward;
+pub mod info;
+pub mod plot;
+pub mod sample;
 pub mod schedule;
+pub mod train;

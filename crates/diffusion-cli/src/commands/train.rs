@@ -1,0 +1,358 @@
+//! `diffusion-cli train`: a preset or a config file, command-line overrides, one run directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, ValueEnum};
+use diffusion_core::PredictionType;
+use diffusion_nets::UNetVariant;
+use diffusion_train::data::DatasetSource;
+use diffusion_train::{TrainConfig, TrainError, Trainer};
+
+use super::schedule::ScheduleKind;
+use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
+use crate::progress::TrainProgress;
+
+/// Network variants, as spelled on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// plain convolutional U-Net (no residual connections, no attention)
+    Conv,
+    /// residual U-Net, no attention
+    Residual,
+    /// residual U-Net with self-attention (the DDPM architecture)
+    ResidualAttention,
+}
+
+/// What the network predicts, as spelled on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PredictionKind {
+    /// the noise epsilon (DDPM)
+    Eps,
+    /// the clean image x0
+    X0,
+    /// the velocity v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho 2022)
+    V,
+}
+
+/// Train a diffusion model. With no flags: the `mnist` preset on the bundled MNIST sample, CPU.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Experiment config (JSON, as in assets/configs/); default: the preset.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Training preset: mnist, fashion-mnist, cifar10, cifar10-ddpm (default: chosen by --dataset).
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Dataset: mnist-sample (bundled), mnist, fashion-mnist, cifar10, or folder:PATH.
+    #[arg(long, value_parser = parse_dataset)]
+    pub dataset: Option<DatasetSource>,
+    /// Where fetched datasets live (default: $DIFFUSION_DATA, else ./data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Run directory for config.json, checkpoints/, metrics.jsonl and samples/ (default: runs/<preset>).
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
+    /// Network variant.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Number of diffusion timesteps T.
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    /// Beta schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// First beta of the linear, scaled-linear and sigmoid schedules.
+    #[arg(long)]
+    pub beta_start: Option<f64>,
+    /// Last beta of the linear, scaled-linear and sigmoid schedules.
+    #[arg(long)]
+    pub beta_end: Option<f64>,
+    /// What the network predicts.
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionKind>,
+    /// Train for this many passes over the dataset.
+    #[arg(long, conflicts_with = "max_steps")]
+    pub epochs: Option<usize>,
+    /// Total optimizer steps of the run (counted across resumes).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Images per optimizer step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (AdamW).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of every random choice (weights, noise, timesteps, data order).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Condition on class labels (with 10% label dropout for classifier-free guidance).
+    #[arg(long, conflicts_with = "unconditional")]
+    pub conditional: bool,
+    /// Train without labels.
+    #[arg(long)]
+    pub unconditional: bool,
+    /// Device: cpu, wgpu[:N] or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Continue the run from its newest complete checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Save a checkpoint every N steps.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Write a preview grid (EMA weights) every N steps.
+    #[arg(long, value_name = "N")]
+    pub sample_every: Option<usize>,
+}
+
+pub fn parse_dataset(s: &str) -> Result<DatasetSource, String> {
+    match s {
+        "mnist-sample" => Ok(DatasetSource::MnistSample),
+        "mnist" => Ok(DatasetSource::Mnist),
+        "fashion-mnist" => Ok(DatasetSource::FashionMnist),
+        "cifar10" => Ok(DatasetSource::Cifar10),
+        _ => match s.strip_prefix("folder:") {
+            Some(path) if !path.is_empty() => Ok(DatasetSource::Folder {
+                path: path.to_string(),
+            }),
+            _ => Err(format!(
+                "unknown dataset `{s}`: expected mnist-sample, mnist, fashion-mnist, cifar10 or folder:PATH"
+            )),
+        },
+    }
+}
+
+fn default_preset(dataset: Option<&DatasetSource>) -> &'static str {
+    match dataset {
+        None | Some(DatasetSource::MnistSample | DatasetSource::Mnist) => "mnist",
+        Some(DatasetSource::FashionMnist) => "fashion-mnist",
+        Some(DatasetSource::Cifar10 | DatasetSource::Folder { .. }) => "cifar10",
+    }
+}
+
+/// The experiment: the base config (file, saved run config or preset) with the flags applied.
+fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
+    let saved = run_dir.join("config.json");
+    let mut config = if let Some(path) = &args.config {
+        TrainConfig::from_file(path)?
+    } else if args.resume && saved.is_file() && args.preset.is_none() {
+        TrainConfig::from_file(&saved)?
+    } else {
+        let name = args
+            .preset
+            .as_deref()
+            .unwrap_or(default_preset(args.dataset.as_ref()));
+        TrainConfig::preset(name)?
+    };
+    if let Some(dataset) = &args.dataset {
+        config.data.dataset = dataset.clone();
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data.data_dir = Some(dir.display().to_string());
+    }
+    if let Some(model) = args.model {
+        config.model.variant = match model {
+            ModelKind::Conv => UNetVariant::Conv,
+            ModelKind::Residual => UNetVariant::Residual,
+            ModelKind::ResidualAttention => UNetVariant::ResidualAttention,
+        };
+        if model != ModelKind::ResidualAttention {
+            config.model.attention_resolutions.clear();
+        }
+    }
+    if let Some(t) = args.timesteps {
+        config.schedule.num_timesteps = t;
+    }
+    if let Some(kind) = args.schedule {
+        config.schedule.schedule = kind.into();
+    }
+    if let Some(b) = args.beta_start {
+        config.schedule.beta_start = b;
+    }
+    if let Some(b) = args.beta_end {
+        config.schedule.beta_end = b;
+    }
+    if let Some(p) = args.prediction {
+        config.prediction_type = match p {
+            PredictionKind::Eps => PredictionType::Epsilon,
+            PredictionKind::X0 => PredictionType::Sample,
+            PredictionKind::V => PredictionType::VPrediction,
+        };
+    }
+    if let Some(epochs) = args.epochs {
+        config.epochs = Some(epochs);
+        config.max_steps = None;
+    }
+    if let Some(steps) = args.max_steps {
+        config.max_steps = Some(steps);
+        config.epochs = None;
+    }
+    if let Some(b) = args.batch_size {
+        config.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        config.optimizer.lr = lr;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    if args.conditional {
+        config.model.num_classes = Some(config.model.num_classes.unwrap_or(10));
+        if config.p_uncond == 0.0 {
+            config.p_uncond = 0.1;
+        }
+    }
+    if args.unconditional {
+        config.model.num_classes = None;
+        config.p_uncond = 0.0;
+    }
+    if let Some(n) = args.checkpoint_every {
+        config.checkpoint_every = n;
+    }
+    if let Some(n) = args.sample_every {
+        config.sample_every = n;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+struct TrainTask {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    resume: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl BackendTask for TrainTask {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let mut progress = TrainProgress::new();
+        let result = Trainer::<B>::new(self.config, &self.run_dir, device)
+            .resume(self.resume)
+            .run(&self.stop, &mut progress);
+        progress.finish();
+        let summary = result.map_err(|err| explain(err, &self.run_dir))?;
+        let checkpoint = summary
+            .last_checkpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into());
+        if summary.stopped {
+            eprintln!(
+                "stopped at step {}/{}; checkpoint {checkpoint}; continue with `--resume --run {}`",
+                summary.final_step,
+                summary.total_steps,
+                self.run_dir.display()
+            );
+        } else {
+            eprintln!(
+                "done: step {}/{}, last loss {:.4}, checkpoint {checkpoint}",
+                summary.final_step, summary.total_steps, summary.last_loss
+            );
+            eprintln!(
+                "sample with: diffusion-cli sample --run {}",
+                self.run_dir.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Adds what to do next to the errors users can fix.
+fn explain(err: TrainError, run_dir: &Path) -> anyhow::Error {
+    match err {
+        TrainError::RunExists { .. } => anyhow::anyhow!(
+            "{err}; continue it with `--resume`, or choose another directory with `--run DIR`"
+        ),
+        other => other.into(),
+    }
+    .context(format!("training into {}", run_dir.display()))
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    ensure_available(args.device)?;
+    let preset_name = args.preset.clone().unwrap_or_else(|| {
+        match &args.config {
+            Some(path) => path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+            None => None,
+        }
+        .unwrap_or_else(|| default_preset(args.dataset.as_ref()).to_string())
+    });
+    let run_dir = args
+        .run
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&preset_name));
+    let config = build_config(&args, &run_dir)?;
+    if run_dir.exists() && !run_dir.is_dir() {
+        bail!("--run {} exists and is not a directory", run_dir.display());
+    }
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // First Ctrl-C: finish the step, save a checkpoint, exit cleanly. Second: leave at once.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: saving a checkpoint (Ctrl-C again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    eprintln!(
+        "run directory: {} (device {})",
+        run_dir.display(),
+        args.device
+    );
+    dispatch(
+        args.device,
+        TrainTask {
+            config,
+            run_dir,
+            resume: args.resume,
+            stop,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_dataset_form() {
+        assert_eq!(
+            parse_dataset("mnist-sample"),
+            Ok(DatasetSource::MnistSample)
+        );
+        assert_eq!(parse_dataset("cifar10"), Ok(DatasetSource::Cifar10));
+        assert_eq!(
+            parse_dataset("folder:my/pics"),
+            Ok(DatasetSource::Folder {
+                path: "my/pics".into()
+            })
+        );
+        assert!(parse_dataset("folder:").is_err());
+        assert!(
+            parse_dataset("imagenet")
+                .unwrap_err()
+                .contains("mnist-sample")
+        );
+    }
+
+    #[test]
+    fn default_preset_follows_the_dataset() {
+        assert_eq!(default_preset(None), "mnist");
+        assert_eq!(
+            default_preset(Some(&DatasetSource::FashionMnist)),
+            "fashion-mnist"
+        );
+        assert_eq!(default_preset(Some(&DatasetSource::Cifar10)), "cifar10");
+    }
+}
