@@ -222,12 +222,6 @@ impl<B: AutodiffBackend> Trainer<B> {
                     step: state.step,
                     consecutive: state.consecutive_nonfinite,
                 });
-                if state.consecutive_nonfinite >= config.max_consecutive_nonfinite {
-                    return Err(TrainError::Diverged {
-                        step: state.step,
-                        consecutive: state.consecutive_nonfinite,
-                    });
-                }
             }
             window.add(&outcome, seconds);
             observer.on_step(&StepProgress {
@@ -239,6 +233,12 @@ impl<B: AutodiffBackend> Trainer<B> {
                 images_per_sec: outcome.images as f64 / seconds.max(1e-9),
                 skipped: !outcome.applied,
             });
+            if state.consecutive_nonfinite >= config.max_consecutive_nonfinite {
+                return Err(TrainError::Diverged {
+                    step: state.step,
+                    consecutive: state.consecutive_nonfinite,
+                });
+            }
 
             let last = state.step == total_steps;
             if state.step % config.log_every == 0 || last {
