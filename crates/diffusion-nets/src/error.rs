@@ -32,6 +32,9 @@ pub enum NetError {
     /// Labels were given to a network built without `num_classes`.
     #[error("labels were given but the network is unconditional (`num_classes` is not set)")]
     UnexpectedLabels,
+    /// A diffusers state dict does not fit the network.
+    #[error("cannot load diffusers weights: {0}")]
+    Import(String),
     /// An input tensor does not have the shape the network expects.
     #[error("invalid input shape: {0}")]
     Shape(String),

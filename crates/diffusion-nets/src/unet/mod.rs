@@ -2,6 +2,7 @@
 
 mod build;
 pub mod config;
+pub mod diffusers_import;
 #[cfg(test)]
 mod diffusers_parity;
 pub mod levels;
@@ -13,5 +14,6 @@ mod tests;
 mod validate;
 
 pub use config::{UNetConfig, UNetVariant};
+pub use diffusers_import::DiffusersState;
 pub use levels::{DownBlock, MidBlock, UpBlock};
 pub use model::UNet;
