@@ -1,0 +1,427 @@
+//! The user's workflow end to end through the binary: train a tiny model, resume, sample,
+//! denoise, plot, inspect; and every user mistake gives one clear line and a failure.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn cli() -> Command {
+    let mut cmd = Command::cargo_bin("diffusion-cli").unwrap();
+    cmd.env_remove("DIFFUSION_DATA");
+    cmd
+}
+
+/// The mnist preset shrunk to seconds: a 2-level net with 8 base channels, 8 images a step.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let preset = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../assets/configs/mnist.json"
+    );
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(preset).unwrap()).unwrap();
+    config["model"]["base_channels"] = 8.into();
+    config["model"]["channel_mults"] = serde_json::json!([1, 2]);
+    config["model"]["attention_resolutions"] = serde_json::json!([14]);
+    config["model"]["norm_groups"] = 4.into();
+    config["batch_size"] = 8.into();
+    config["max_steps"] = 4.into();
+    config["checkpoint_every"] = 2.into();
+    config["sample_every"] = 4.into();
+    config["log_every"] = 1.into();
+    config["preview"]["num_images"] = 2.into();
+    config["preview"]["columns"] = 2.into();
+    config["preview"]["sampler"] = serde_json::json!({"ddim": {"num_steps": 2}});
+    let path = dir.join("tiny.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    assert!(!out.status.success(), "expected a failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "stderr: {stderr}");
+    assert!(last.contains(needle), "`{needle}` not in: {last}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn train_resume_sample_denoise_plot_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let run = dir.path().join("run");
+
+    let out = cli()
+        .arg("train")
+        .arg("--config")
+        .arg(&config)
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.join("config.json").is_file());
+    assert!(run.join("checkpoints/step-00000004").is_dir());
+    assert!(run.join("samples/step-00000004.png").is_file());
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
+
+    // A second run into the same directory must not clobber it.
+    let out = cli()
+        .arg("train")
+        .arg("--config")
+        .arg(&config)
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--resume");
+
+    // --max-steps counts the run's total steps: 4 done, 2 more.
+    let out = cli()
+        .args(["train", "--resume", "--max-steps", "6", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.join("checkpoints/step-00000006").is_dir());
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 6);
+
+    // Same seed, same images; one PNG per sample named by class; a looping GIF; a strip.
+    let sample = |seed: &str, out: &Path| {
+        cli()
+            .args(["sample", "--steps", "3", "-n", "4", "--seed", seed, "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let (a, b, c) = (
+        dir.path().join("a.png"),
+        dir.path().join("b.png"),
+        dir.path().join("c.png"),
+    );
+    assert!(sample("7", &a).status.success());
+    assert!(sample("7", &b).status.success());
+    assert!(sample("8", &c).status.success());
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "same seed, same grid"
+    );
+    assert_ne!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&c).unwrap(),
+        "other seed, other grid"
+    );
+
+    let pngs = dir.path().join("pngs");
+    let gif = dir.path().join("reverse.gif");
+    let strip = dir.path().join("strip.png");
+    let out = cli()
+        .args([
+            "sample",
+            "--sampler",
+            "dpm++",
+            "--steps",
+            "3",
+            "-n",
+            "3",
+            "--class",
+            "7",
+            "--run",
+        ])
+        .arg(&run)
+        .arg("--out-dir")
+        .arg(&pngs)
+        .arg("--gif")
+        .arg(&gif)
+        .arg("--strip")
+        .arg(&strip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..3 {
+        let png = pngs.join(format!("sample_{i:05}_class_7.png"));
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (28, 28));
+    }
+    assert_eq!(&std::fs::read(&gif).unwrap()[..6], b"GIF89a");
+    assert!(image::open(&strip).is_ok());
+
+    let out = cli()
+        .args([
+            "sample",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "5",
+            "-n",
+            "2",
+            "--run",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let den = dir.path().join("denoise.png");
+    let out = cli()
+        .args(["denoise", "--from-t", "5,50", "-n", "2", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&den)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().trim_start().starts_with("5 "),
+        "{table}"
+    );
+    // Two rows of original + (noisy, denoised) x 2.
+    let img = image::open(&den).unwrap();
+    assert!(
+        img.width() > 2 * img.height(),
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
+
+    let plot = dir.path().join("loss.png");
+    let out = cli()
+        .arg("plot")
+        .arg("--runs")
+        .arg(&run)
+        .arg("--out")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(image::open(&plot).is_ok());
+
+    let out = cli().arg("info").arg("--run").arg(&run).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l == "step: 6"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("parameters: ")),
+        "{text}"
+    );
+
+    // Mistakes about an existing run.
+    let out = cli()
+        .args(["sample", "--class", "12", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--class 12 is out of range");
+    let out = cli()
+        .args(["denoise", "--from-t", "5000", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&den)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--from-t 5000 is out of range");
+}
+
+#[test]
+fn info_prints_the_exact_parameter_count_of_the_ddpm_network() {
+    let out = cli()
+        .args(["info", "--preset", "cifar10-ddpm"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l == "parameters: 35746307"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("forward cost: ") && l.ends_with("GMACs per image"))
+    );
+}
+
+#[test]
+fn forward_writes_a_strip_and_a_gif_of_a_bundled_digit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (strip, gif) = (dir.path().join("f.png"), dir.path().join("f.gif"));
+    let out = cli()
+        .args([
+            "forward",
+            "--dataset",
+            "mnist-sample",
+            "--index",
+            "5",
+            "--at",
+            "0,100,999",
+            "--out",
+        ])
+        .arg(&strip)
+        .arg("--gif")
+        .arg(&gif)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&strip).unwrap();
+    assert!(
+        img.width() >= 3 * img.height() - 8,
+        "three tiles side by side"
+    );
+    assert_eq!(&std::fs::read(&gif).unwrap()[..6], b"GIF89a");
+}
+
+#[test]
+fn user_mistakes_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+
+    let out = cli()
+        .arg("sample")
+        .arg("--run")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "does not exist");
+    let out = cli()
+        .arg("info")
+        .arg("--run")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "does not exist");
+    let out = cli()
+        .arg("train")
+        .arg("--config")
+        .arg(missing.join("c.json"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "c.json");
+    let out = cli()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(dir.path())
+        .arg("--run")
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "cargo xtask fetch-data --dataset cifar10");
+    let out = cli()
+        .args(["train", "--batch-size", "0", "--run"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "batch_size");
+    let out = cli()
+        .args(["info", "--preset", "imagenet"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "known presets");
+    let out = cli()
+        .args(["forward", "--image"])
+        .arg(missing.join("x.png"))
+        .arg("--out")
+        .arg(dir.path().join("o.png"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "x.png");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let run = dir.path().join("cuda-run");
+        let out = cli()
+            .args(["train", "--device", "cuda", "--run"])
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "--features cuda");
+        assert!(!run.exists(), "nothing written before the device check");
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let out = cli()
+            .args(["sample", "--device", "wgpu", "--run"])
+            .arg(&missing)
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "--features wgpu");
+    }
+    // clap's own usage errors fail too.
+    assert!(
+        !cli()
+            .args(["train", "--device", "tpu"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        !cli()
+            .args(["sample", "--run", "x", "--sampler", "euler"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn every_flag_has_help_text() {
+    for command in [
+        "train", "sample", "forward", "denoise", "schedule", "plot", "info",
+    ] {
+        let out = cli().args([command, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        // Every option line ("  --flag ...") is followed by a description on the same line or
+        // the next indented line; clap prints a bare flag when a doc comment is missing.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            if !(trimmed.starts_with("--") || trimmed.starts_with("-n")) {
+                continue;
+            }
+            let described = trimmed.contains("  ")
+                || lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.starts_with("          ") && !next.trim().is_empty());
+            assert!(
+                described,
+                "`{command} --help`: no description for `{trimmed}`\n{help}"
+            );
+        }
+    }
+}
