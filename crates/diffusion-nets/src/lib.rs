@@ -6,8 +6,32 @@
 //!   by data; [`UNetConfig::preset`] names a few; [`UNet`] implements
 //!   [`diffusion_core::Denoiser`].
 //!
-//! Module and parameter names follow diffusers' `UNet2DModel`, so that its weights can be
-//! mapped onto these modules.
+//! Module and parameter names follow diffusers' `UNet2DModel`, and
+//! [`UNet::load_diffusers_state`] loads its weights.
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::{Distribution, Int, Tensor};
+//! use diffusion_nets::{UNetConfig, UNetVariant};
+//!
+//! // A tiny residual U-Net for 1x8x8 images with 3 classes (+ the null class 3).
+//! let config = UNetConfig::new(1, 8)
+//!     .with_base_channels(8)
+//!     .with_channel_mults(vec![1, 2])
+//!     .with_num_res_blocks(1)
+//!     .with_attention_resolutions(vec![])
+//!     .with_norm_groups(4)
+//!     .with_num_classes(Some(3))
+//!     .with_variant(UNetVariant::Residual);
+//! let device = Default::default();
+//! let net = config.init::<Flex>(&device)?;
+//! let x = Tensor::<Flex, 4>::random([2, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+//! let t = Tensor::<Flex, 1, Int>::from_data([10, 900], &device);
+//! let labels = Tensor::<Flex, 1, Int>::from_data([0, 3], &device);
+//! let eps = net.try_forward(x, t, Some(labels))?;
+//! assert_eq!(eps.dims(), [2, 1, 8, 8]);
+//! # Ok::<(), diffusion_nets::NetError>(())
+//! ```
 
 pub mod blocks;
 pub mod error;
