@@ -16,7 +16,7 @@ struct Print {
 
 impl TrainObserver for Print {
     fn on_step(&mut self, p: &StepProgress) {
-        if p.step % self.log_every == 0 {
+        if p.step.is_multiple_of(self.log_every) {
             println!(
                 "step {}/{} loss {:.4} grad_norm {:.3} lr {:.2e} {:.1} img/s",
                 p.step, p.total_steps, p.loss, p.grad_norm, p.lr, p.images_per_sec

@@ -39,3 +39,18 @@ pub fn load_checkpoint_for_inference<B: Backend>(
     let schedule = config.schedule.init()?;
     Ok((config, model, schedule))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::TestBackend;
+
+    #[test]
+    fn a_run_without_checkpoints_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_run_for_inference::<TestBackend>(dir.path(), true, &Default::default())
+            .unwrap_err();
+        assert!(matches!(err, TrainError::NoCheckpoint { .. }));
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+    }
+}

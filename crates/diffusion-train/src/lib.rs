@@ -39,4 +39,38 @@ pub(crate) mod tests {
     pub type TestBackend = burn::backend::Flex;
     /// Its autodiff wrapper.
     pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
+
+    /// A residual U-Net small enough for unit tests: 1x8x8 images, 2 levels of 8 and 16
+    /// channels.
+    pub fn tiny_unet_config(num_classes: Option<usize>) -> diffusion_nets::UNetConfig {
+        diffusion_nets::UNetConfig::new(1, 8)
+            .with_base_channels(8)
+            .with_channel_mults(vec![1, 2])
+            .with_num_res_blocks(1)
+            .with_attention_resolutions(vec![])
+            .with_norm_groups(4)
+            .with_dropout(0.0)
+            .with_variant(diffusion_nets::UNetVariant::Residual)
+            .with_num_classes(num_classes)
+    }
+
+    /// A training config around [`tiny_unet_config`] with 3 classes.
+    pub fn tiny_train_config() -> crate::TrainConfig {
+        crate::TrainConfig::new(crate::data::DataConfig::new(), tiny_unet_config(Some(3)))
+            .with_max_steps(Some(4))
+            .with_batch_size(4)
+            .with_sample_every(0)
+    }
+
+    /// 12 gray 8x8 images in 3 classes.
+    pub fn tiny_dataset() -> crate::data::ImageDataset {
+        let pixels = (0..12 * 64).map(|i| (i * 13 % 256) as u8).collect();
+        let labels = (0..12).map(|i| i % 3).collect();
+        let shape = crate::data::ImageShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        crate::data::ImageDataset::from_raw(pixels, labels, shape, 3).unwrap()
+    }
 }

@@ -26,7 +26,7 @@ pub fn mix_seed(x: u64) -> u64 {
 /// Seed of one random stream of one training step; `stream` separates the uses (0: dropout on
 /// the backend, 1 + micro-batch: timesteps, noise and label drops of that micro-batch).
 pub fn step_seed(seed: u64, step: usize, stream: u64) -> u64 {
-    mix_seed(mix_seed(seed ^ 0x5eed_0f_d1ff) ^ mix_seed(step as u64).rotate_left(17) ^ stream)
+    mix_seed(mix_seed(seed ^ 0x005e_ed0f_d1ff) ^ mix_seed(step as u64).rotate_left(17) ^ stream)
 }
 
 /// The host RNG of micro-batch `micro` of optimizer step `step`.
@@ -134,21 +134,8 @@ impl DiffusionObjective {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::TestBackend;
+    use crate::tests::{TestBackend, tiny_unet_config};
     use diffusion_core::ScheduleConfig;
-    use diffusion_nets::{UNetConfig, UNetVariant};
-
-    pub(crate) fn tiny_unet_config(num_classes: Option<usize>) -> UNetConfig {
-        UNetConfig::new(1, 8)
-            .with_base_channels(8)
-            .with_channel_mults(vec![1, 2])
-            .with_num_res_blocks(1)
-            .with_attention_resolutions(vec![])
-            .with_norm_groups(4)
-            .with_dropout(0.0)
-            .with_variant(UNetVariant::Residual)
-            .with_num_classes(num_classes)
-    }
 
     fn objective(weighting: LossWeighting, p_uncond: f64) -> DiffusionObjective {
         let schedule = ScheduleConfig::new()

@@ -234,3 +234,104 @@ pub fn checkpoint_files(dir: &Path) -> [PathBuf; 5] {
     ]
     .map(|f| dir.join(f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{TestBackend, tiny_train_config, tiny_unet_config};
+    use burn::module::ModuleMapper;
+
+    struct Scale(f32);
+    impl<B: Backend> ModuleMapper<B> for Scale {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = p.consume();
+            Param::from_mapped_value(id, tensor.mul_scalar(self.0), mapper)
+        }
+    }
+
+    fn flat<M: Module<TestBackend>>(module: &M) -> Vec<f32> {
+        struct Values(Vec<f32>);
+        impl<B: Backend> ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.extend(param.val().into_data().iter::<f32>());
+            }
+        }
+        let mut values = Values(Vec::new());
+        module.visit(&mut values);
+        values.0
+    }
+
+    #[test]
+    fn module_round_trip_is_exact_and_shapes_are_checked() {
+        let device = Default::default();
+        let config = tiny_unet_config(Some(3));
+        let model = config.init::<TestBackend>(&device).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MODEL_FILE);
+        std::fs::write(&path, record_to_bytes(model.clone().into_record()).unwrap()).unwrap();
+        let fresh = config
+            .init::<TestBackend>(&device)
+            .unwrap()
+            .map(&mut Scale(2.0));
+        assert!(flat(&fresh) != flat(&model));
+        let loaded = load_module(fresh, &path, &device).unwrap();
+        assert!(
+            flat(&loaded) == flat(&model),
+            "weights changed in the round trip"
+        );
+
+        let other = tiny_unet_config(Some(3)).with_base_channels(12);
+        let template = other.init::<TestBackend>(&device).unwrap();
+        let err = load_module(template, &path, &device).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrainError::ArchitectureMismatch { .. } | TrainError::CorruptCheckpoint { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_finite_weights_are_detected() {
+        let device = Default::default();
+        let model = tiny_unet_config(None).init::<TestBackend>(&device).unwrap();
+        assert!(all_finite(&model));
+        assert!(!all_finite(&model.clone().map(&mut Scale(f32::NAN))));
+        assert!(!all_finite(&model.map(&mut Scale(f32::INFINITY))));
+    }
+
+    #[test]
+    fn model_differences_are_named_and_foreign_states_rejected() {
+        let a = tiny_unet_config(Some(3));
+        let b = a.clone().with_num_res_blocks(2);
+        check_same_model(Path::new("ck"), &a, &a).unwrap();
+        let err = check_same_model(Path::new("ck"), &a, &b)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.num_res_blocks: checkpoint has 1, config has 2"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = CheckpointState::new(3, 1);
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_state(dir.path()).unwrap(), state);
+        state.format = "something-else".into();
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        assert!(read_state(dir.path()).is_err());
+
+        let config = tiny_train_config();
+        std::fs::write(dir.path().join(CONFIG_FILE), config.to_json()).unwrap();
+        assert_eq!(read_config(dir.path()).unwrap(), config);
+    }
+}

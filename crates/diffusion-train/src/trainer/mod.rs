@@ -381,3 +381,65 @@ impl LogWindow {
         record
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{tiny_dataset, tiny_train_config};
+
+    #[test]
+    fn data_that_does_not_fit_the_net_names_the_field() {
+        let config = tiny_train_config();
+        check_data_fits(&config, &tiny_dataset()).unwrap();
+        let mut bigger = config.clone();
+        bigger.model.image_size = 16;
+        let err = check_data_fits(&bigger, &tiny_dataset()).unwrap_err();
+        assert!(err.to_string().contains("model.image_size"), "{err}");
+        let mut rgb = config.clone();
+        rgb.model.in_channels = 3;
+        let err = check_data_fits(&rgb, &tiny_dataset()).unwrap_err();
+        assert!(err.to_string().contains("model.in_channels"), "{err}");
+        let mut fewer = config;
+        fewer.model.num_classes = Some(2);
+        let err = check_data_fits(&fewer, &tiny_dataset()).unwrap_err();
+        assert!(err.to_string().contains("model.num_classes"), "{err}");
+    }
+
+    #[test]
+    fn log_window_averages_applied_steps_only() {
+        let mut window = LogWindow::default();
+        let applied = StepOutcome {
+            loss: 1.0,
+            grad_norm: 2.0,
+            ema_decay: 0.5,
+            images: 4,
+            applied: true,
+        };
+        window.add(&applied, 1.0);
+        window.add(
+            &StepOutcome {
+                loss: 3.0,
+                ..applied
+            },
+            1.0,
+        );
+        window.add(
+            &StepOutcome {
+                loss: f64::NAN,
+                applied: false,
+                ..applied
+            },
+            2.0,
+        );
+        let mut state = CheckpointState::new(3, 0);
+        state.skipped_nonfinite = 1;
+        let record = window.take(&state, 0.5);
+        assert_eq!((record.step, record.loss, record.grad_norm), (3, 2.0, 2.0));
+        assert_eq!(record.images_per_sec, 12.0 / 4.0);
+        assert_eq!(record.skipped_nonfinite, 1);
+        assert!(
+            window.take(&state, 0.5).loss.is_nan(),
+            "the window was reset"
+        );
+    }
+}

@@ -53,3 +53,32 @@ pub fn write_preview<B: Backend>(
     )?;
     save_image_grid(images, config.preview.columns, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PreviewConfig;
+    use crate::tests::{TestBackend, tiny_train_config};
+
+    #[test]
+    fn preview_grid_has_one_tile_per_image() {
+        let device = Default::default();
+        let config = tiny_train_config().with_preview(
+            PreviewConfig::new()
+                .with_num_images(5)
+                .with_columns(3)
+                .with_ddim_steps(2),
+        );
+        let model = config.model.init::<TestBackend>(&device).unwrap();
+        let schedule = config.schedule.init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples/step-00000001.png");
+        write_preview(&model, &config, &schedule, &path, &device).unwrap();
+        let grid = image::open(&path).unwrap();
+        // 3 columns x 2 rows of 8x8 tiles with 2-pixel margins
+        assert_eq!(
+            (grid.width(), grid.height()),
+            (3 * 8 + 4 * 2, 2 * 8 + 3 * 2)
+        );
+    }
+}

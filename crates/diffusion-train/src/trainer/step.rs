@@ -87,3 +87,109 @@ pub(crate) fn optimizer_step<B: AutodiffBackend>(
     outcome.applied = true;
     (model, ema, outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::all_finite;
+    use crate::tests::{TestAutodiff, tiny_dataset, tiny_train_config};
+    use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    use burn::tensor::backend::Backend;
+
+    fn flat<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
+        struct Values(Vec<f32>);
+        impl<B: Backend> ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.extend(param.val().into_data().iter::<f32>());
+            }
+        }
+        let mut values = Values(Vec::new());
+        module.visit(&mut values);
+        values.0
+    }
+
+    fn run_step(
+        config: &TrainConfig,
+        model: UNet<TestAutodiff>,
+        step: usize,
+    ) -> (
+        UNet<TestAutodiff>,
+        UNet<crate::tests::TestBackend>,
+        StepOutcome,
+        usize,
+    ) {
+        let device = Default::default();
+        let dataset = tiny_dataset();
+        let batcher = config.data.batcher(&dataset, config.seed);
+        let mut order = DataOrder::new(config.seed, 12, config.batch_size).unwrap();
+        let schedule = config.schedule.init().unwrap();
+        let objective = DiffusionObjective::new(
+            schedule,
+            config.prediction_type,
+            config.loss_weighting,
+            config.p_uncond,
+            config.model.num_classes,
+        )
+        .unwrap();
+        let ema = model.valid();
+        let mut optim = config.optimizer.to_burn().init();
+        let data = StepData {
+            dataset: &dataset,
+            batcher: &batcher,
+            order: &mut order,
+        };
+        let (model, ema, outcome) = optimizer_step(
+            config,
+            &objective,
+            data,
+            (model, ema, &mut optim),
+            step,
+            1e-3,
+            &device,
+        );
+        let moments = optim.to_record().len();
+        (model, ema, outcome, moments)
+    }
+
+    #[test]
+    fn a_finite_step_updates_weights_optimizer_and_ema() {
+        let config = tiny_train_config().with_grad_accum_steps(2);
+        let model = config
+            .model
+            .init::<TestAutodiff>(&Default::default())
+            .unwrap();
+        all_finite(&model);
+        let before = flat(&model);
+        let (model, ema, outcome, moments) = run_step(&config, model, 5);
+        assert!(outcome.applied && outcome.loss.is_finite() && outcome.grad_norm > 0.0);
+        assert_eq!(outcome.images, 8, "two micro-batches of 4");
+        assert_eq!(outcome.ema_decay, config.ema.decay_at(6));
+        let after = flat(&model);
+        assert_ne!(before, after);
+        assert!(moments > 0);
+        // ema = decay * before + (1 - decay) * after
+        let d = outcome.ema_decay as f32;
+        for ((e, b), a) in flat(&ema).iter().zip(&before).zip(&after) {
+            assert!((e - (d * b + (1.0 - d) * a)).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn a_non_finite_loss_leaves_everything_untouched() {
+        let config = tiny_train_config();
+        let mut model = config
+            .model
+            .init::<TestAutodiff>(&Default::default())
+            .unwrap();
+        model.conv_out.weight = model.conv_out.weight.map(|w| w.mul_scalar(f32::NAN));
+        let before = flat(&model);
+        let (model, ema, outcome, moments) = run_step(&config, model, 0);
+        assert!(!outcome.applied && !outcome.loss.is_finite());
+        assert_eq!(outcome.ema_decay, 0.0);
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same(&flat(&model), &before));
+        assert!(same(&flat(&ema), &before));
+        assert_eq!(moments, 0, "no optimizer state was created");
+    }
+}
