@@ -136,15 +136,16 @@ impl DataConfig {
         };
         let dataset = match &self.dataset {
             DatasetSource::MnistSample => {
-                if !dir.is_dir() {
-                    return Err(DataError::FolderNotFound {
+                // `fetch-data` cannot help here, so point at the assets override instead.
+                load_idx_dataset(&dir, "mnist-sample", self.split).map_err(|e| match e {
+                    DataError::DatasetNotFound { dir, .. } => DataError::FolderNotFound {
                         path: dir,
                         problem: "bundled MNIST sample missing: set DIFFUSION_ASSETS to the \
                                   directory holding mnist-sample/"
                             .into(),
-                    });
-                }
-                load_idx_dataset(&dir, "mnist-sample", self.split)?
+                    },
+                    other => other,
+                })?
             }
             DatasetSource::Mnist => load_idx_dataset(&dir, "mnist", self.split)?,
             DatasetSource::FashionMnist => {
