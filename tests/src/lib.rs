@@ -1,1 +1,1 @@
-//! End-to-end tests live in `tests/tests/`; this crate has no library code of its own.
+//! End-to-end and backend-parity tests live in `tests/tests/`; this crate has no library code.
