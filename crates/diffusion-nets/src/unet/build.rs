@@ -1,7 +1,9 @@
 //! Building a [`UNet`] from a validated [`UNetConfig`], level by level as diffusers'
 //! `UNet2DModel.__init__` does, so that parameter names and counts match it.
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::GroupNormConfig;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::config::{Level, UNetConfig, UNetVariant};
@@ -17,8 +19,10 @@ use crate::blocks::{
 impl UNetConfig {
     /// Validates the config and builds the network with PyTorch-default initialisation.
     ///
-    /// Weights are drawn from the backend's RNG: call `B::seed(device, seed)` first for
-    /// reproducible weights.
+    /// Weights are drawn from the backend's RNG, all of them before this returns: call
+    /// `B::seed(device, seed)` just before for reproducible weights. (burn initialises
+    /// parameters lazily, on first use; drawing them here keeps the weights independent of
+    /// whatever else draws random numbers between `init` and the first forward pass.)
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<UNet<B>, NetError> {
         self.validate()?;
         let plan = self.level_plan();
@@ -93,7 +97,7 @@ impl UNetConfig {
             })
             .collect();
 
-        Ok(UNet {
+        let net = UNet {
             time_proj: SinusoidalEmbeddingConfig::new(base).init(),
             time_embedding: TimestepEmbeddingConfig::new(base, temb).init(device),
             class_embedding: self
@@ -110,7 +114,9 @@ impl UNetConfig {
             in_channels: self.in_channels,
             num_classes: self.num_classes,
             size_divisor: self.size_divisor(),
-        })
+        };
+        net.visit(&mut Materialize);
+        Ok(net)
     }
 
     fn resnet<B: Backend>(&self, cin: usize, cout: usize, device: &B::Device) -> ResnetBlock<B> {
@@ -144,5 +150,14 @@ impl UNetConfig {
         } else {
             vec![]
         }
+    }
+}
+
+/// Touches every parameter so that burn's lazy initialisation runs now, in a fixed order.
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
     }
 }

@@ -258,39 +258,6 @@ fn gradient_reaches_every_parameter() {
     }
 }
 
-/// Flattens every float parameter, in visiting order.
-struct Collect(Vec<f32>);
-
-impl<B: Backend> ModuleVisitor<B> for Collect {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.0
-            .extend(param.val().into_data().to_vec::<f32>().unwrap());
-    }
-}
-
-fn weights<B: Backend>(net: &UNet<B>) -> Vec<f32> {
-    let mut collect = Collect(vec![]);
-    net.visit(&mut collect);
-    collect.0
-}
-
-#[test]
-fn same_seed_same_weights() {
-    let device = Default::default();
-    let config = tiny(UNetVariant::ResidualAttention, 1, 8, vec![1, 2]).with_num_classes(Some(2));
-    let build = |seed| {
-        TestBackend::seed(&device, seed);
-        weights(&config.init::<TestBackend>(&device).unwrap())
-    };
-    let (a, b, c) = (build(7), build(7), build(8));
-    assert_eq!(
-        a.len(),
-        config.init::<TestBackend>(&device).unwrap().num_params()
-    );
-    assert_eq!(a, b);
-    assert_ne!(a, c);
-}
-
 #[test]
 fn dropout_only_in_training() {
     let device = Default::default();
