@@ -84,6 +84,12 @@ fn out_channels_and_other_sizes() {
     // The net runs at any multiple of 2^(levels - 1), not only at image_size.
     let (x, t) = inputs(2, 1, 6, &device);
     assert_eq!(net.try_forward(x, t, None).unwrap().dims(), [2, 2, 6, 6]);
+    // 64x64 RGB with four levels (64, 32, 16, 8) and attention at 16.
+    let big = tiny(UNetVariant::ResidualAttention, 3, 64, vec![1, 2, 2, 2])
+        .with_attention_resolutions(vec![16]);
+    let net = big.init::<TestBackend>(&device).unwrap();
+    let (x, t) = inputs(1, 3, 64, &device);
+    assert_eq!(net.try_forward(x, t, None).unwrap().dims(), [1, 3, 64, 64]);
 }
 
 #[test]
