@@ -1,4 +1,5 @@
-//! `UNetConfig`: one description, by data, of the three U-Net variants, and its validation.
+//! `UNetConfig`: one description, by data, of the three U-Net variants (checked in `validate.rs`,
+//! built in `build.rs`).
 
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
