@@ -260,6 +260,7 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
 
     #[test]
     fn every_preset_parses_validates_and_round_trips() {
@@ -286,6 +287,16 @@ mod tests {
         assert_eq!(config.model.dropout, 0.1);
         assert_eq!(config.data.random_flip, Some(true));
         assert_eq!(config.prediction_type, PredictionType::Epsilon);
+        assert_eq!(config.model.num_classes, None);
+        let params = config
+            .model
+            .init::<crate::tests::TestBackend>(&Default::default())
+            .unwrap()
+            .num_params();
+        assert!(
+            (35_600_000..35_800_000).contains(&params),
+            "{params} parameters, the paper's net has 35.7M"
+        );
     }
 
     #[test]
