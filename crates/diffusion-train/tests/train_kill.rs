@@ -109,6 +109,7 @@ fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         steps.push(step);
     }
+    eprintln!("newest checkpoint after each kill: {steps:?}");
     assert!(
         steps.windows(2).all(|w| w[0] <= w[1]),
         "checkpoints went backwards: {steps:?}"
