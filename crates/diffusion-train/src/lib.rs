@@ -1,9 +1,15 @@
 //! Training: datasets, the training step, EMA, checkpoints and the loop.
 //!
-//! Reads in workflow order: `data` (datasets and the batcher), `config` (the experiment as one
-//! JSON), `step` (noise, forward, loss, clipping, AdamW, EMA), `checkpoint` (atomic run-directory
-//! layout and resume), `trainer` (the loop) and `inference` (rebuild a trained network from a run
-//! directory).
+//! Reads in workflow order: [`data`] (datasets and the batcher), [`config`] (the experiment as
+//! one JSON, with presets in `assets/configs/`), [`objective`] (draw `t` and noise, `q_sample`,
+//! label dropping, weighted loss), [`grad_clip`], [`optim`], [`lr_schedule`] and [`ema`] (the
+//! pieces of one optimizer step), [`checkpoint`] (the run directory: lock, atomic checkpoints,
+//! resume), [`metrics`] and [`observer`] (what the loop reports), [`trainer`] (the loop) and
+//! [`inference`] (rebuild a trained network from a run directory). [`mod@image_grid`] writes the
+//! preview grids and is shared with the CLI.
+//!
+//! Every random draw of a step derives from `(seed, step)`, so a run stopped and resumed is
+//! bit-identical to an uninterrupted one on the same backend.
 
 pub mod checkpoint;
 pub mod config;
