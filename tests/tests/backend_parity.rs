@@ -10,8 +10,10 @@
 //! computes its variance differently). A 3x3 convolution over 32 channels sums 288 products, and
 //! the tiny net stacks about 15 such layers plus attention, so relative differences of 1e-5 to
 //! 1e-4 of the output scale are expected; we allow 1e-3 (forward, training loss). One AdamW step
-//! moves each weight by about lr * m / sqrt(v), i.e. by at most lr in magnitude whatever the
-//! gradient's size; the updated weights are compared to lr * 1e-2 (1% of the largest update).
+//! moves each weight by lr * g / (|g| + eps): by almost exactly lr whatever the gradient's size,
+//! except for gradients near eps = 1e-8, where a last-bit difference in g changes the update by a
+//! sizeable fraction of lr (seen on lavapipe: 9e-5 with lr 1e-3). So no weight may differ by more
+//! than 2 lr (opposite signs), and at most 0.1% of them by more than lr / 100.
 //! DDIM runs the net ten times and divides by sqrt(alpha_bar) at the noisiest step (x ~10), so
 //! the sample is compared at 5e-3 of its scale.
 
@@ -160,10 +162,22 @@ fn train_step_parity<G: AutodiffBackend>(device: G::Device) {
         "loss {loss} vs {ref_loss}"
     );
     let (diff, _) = compare(&weights, &ref_weights);
-    eprintln!("train step: max |weight difference| = {diff:.3e} (lr {LR})");
+    let loose = weights
+        .iter()
+        .zip(&ref_weights)
+        .filter(|(a, b)| ((*a - *b).abs() as f64) > LR * 1e-2)
+        .count();
+    eprintln!(
+        "train step: max |weight difference| = {diff:.3e} (lr {LR}); {loose} of {} weights differ by more than lr/100",
+        weights.len()
+    );
     assert!(
-        (diff as f64) <= LR * 1e-2,
+        (diff as f64) <= 2.0 * LR,
         "updated weights differ by {diff}"
+    );
+    assert!(
+        loose * 1000 <= weights.len(),
+        "{loose} weights differ by more than lr/100"
     );
     let before = flat_weights(&cpu);
     let moved = before
@@ -268,9 +282,9 @@ macro_rules! parity_tests {
     ($feature:literal, $reason:literal, $module:ident, $forward:ident, $train:ident, $ddim:ident) => {
         #[test]
         #[cfg_attr(
-                    not(feature = $feature),
-                    ignore = $reason
-                )]
+                                    not(feature = $feature),
+                                    ignore = $reason
+                                )]
         fn $forward() {
             #[cfg(feature = $feature)]
             forward_parity::<<$module::Gpu as AutodiffBackend>::InnerBackend>($module::device());
@@ -278,9 +292,9 @@ macro_rules! parity_tests {
 
         #[test]
         #[cfg_attr(
-                    not(feature = $feature),
-                    ignore = $reason
-                )]
+                                    not(feature = $feature),
+                                    ignore = $reason
+                                )]
         fn $train() {
             #[cfg(feature = $feature)]
             train_step_parity::<$module::Gpu>($module::device());
@@ -288,9 +302,9 @@ macro_rules! parity_tests {
 
         #[test]
         #[cfg_attr(
-                    not(feature = $feature),
-                    ignore = $reason
-                )]
+                                    not(feature = $feature),
+                                    ignore = $reason
+                                )]
         fn $ddim() {
             #[cfg(feature = $feature)]
             ddim_parity::<<$module::Gpu as AutodiffBackend>::InnerBackend>($module::device());
