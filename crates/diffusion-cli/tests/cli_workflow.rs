@@ -31,7 +31,7 @@ fn tiny_config(dir: &Path) -> PathBuf {
     config["log_every"] = 1.into();
     config["preview"]["num_images"] = 2.into();
     config["preview"]["columns"] = 2.into();
-    config["preview"]["sampler"] = serde_json::json!({"ddim": {"num_steps": 2}});
+    config["preview"]["ddim_steps"] = 2.into();
     let path = dir.join("tiny.json");
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     path
@@ -424,4 +424,93 @@ fn every_flag_has_help_text() {
             );
         }
     }
+}
+
+/// Ctrl-C (SIGINT) finishes the step, saves a checkpoint and exits cleanly; `--resume` goes on.
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let run = dir.path().join("run");
+    let bin = assert_cmd::cargo::cargo_bin("diffusion-cli");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "train",
+            "--max-steps",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--run")
+        .arg(&run)
+        .env_remove("DIFFUSION_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few steps are logged, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let metrics = run.join("metrics.jsonl");
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
+        assert!(Instant::now() < deadline, "training did not start");
+        assert!(child.try_wait().unwrap().is_none(), "training exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "no clean exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(exit.success(), "exit {exit:?}: {stderr}");
+    assert!(
+        stderr.contains("--resume"),
+        "tells how to continue: {stderr}"
+    );
+    let logged = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    let newest = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("step-")?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        newest >= 3 && newest == logged,
+        "checkpoint at step {newest}, {logged} steps logged"
+    );
+
+    let out = cli()
+        .args(["train", "--resume", "--max-steps"])
+        .arg((newest + 2).to_string())
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&metrics).unwrap().lines().count(),
+        newest + 2
+    );
 }

@@ -72,8 +72,10 @@ pub struct SampleArgs {
     /// Class to generate (conditional models); default: cycle through all classes.
     #[arg(long)]
     pub class: Option<usize>,
-    /// Classifier-free guidance scale for conditional models (1 = no guidance).
-    #[arg(long, default_value_t = 3.0)]
+    /// Classifier-free guidance scale for conditional models: 1 samples the conditional model
+    /// as trained, larger values push harder towards the class but need a well-trained
+    /// unconditional branch (p_uncond); the CPU preset's 1500 steps do not give it one.
+    #[arg(long, default_value_t = 1.0)]
     pub guidance: f64,
     /// Seed of the starting noise and of stochastic samplers.
     #[arg(long, default_value_t = 0)]
