@@ -278,33 +278,26 @@ mod cuda_device {
     }
 }
 
+// rustfmt re-indents attributes inside this macro on every run; keep it as written.
+#[rustfmt::skip]
 macro_rules! parity_tests {
     ($feature:literal, $reason:literal, $module:ident, $forward:ident, $train:ident, $ddim:ident) => {
         #[test]
-        #[cfg_attr(
-                                    not(feature = $feature),
-                                    ignore = $reason
-                                )]
+        #[cfg_attr(not(feature = $feature), ignore = $reason)]
         fn $forward() {
             #[cfg(feature = $feature)]
             forward_parity::<<$module::Gpu as AutodiffBackend>::InnerBackend>($module::device());
         }
 
         #[test]
-        #[cfg_attr(
-                                    not(feature = $feature),
-                                    ignore = $reason
-                                )]
+        #[cfg_attr(not(feature = $feature), ignore = $reason)]
         fn $train() {
             #[cfg(feature = $feature)]
             train_step_parity::<$module::Gpu>($module::device());
         }
 
         #[test]
-        #[cfg_attr(
-                                    not(feature = $feature),
-                                    ignore = $reason
-                                )]
+        #[cfg_attr(not(feature = $feature), ignore = $reason)]
         fn $ddim() {
             #[cfg(feature = $feature)]
             ddim_parity::<<$module::Gpu as AutodiffBackend>::InnerBackend>($module::device());
