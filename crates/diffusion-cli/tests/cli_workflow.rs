@@ -149,6 +149,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&gif)
         .arg("--strip")
         .arg(&strip)
+        .args(["--strip-steps", "3"])
         .output()
         .unwrap();
     assert!(
@@ -162,7 +163,15 @@ fn train_resume_sample_denoise_plot_info() {
         assert_eq!((img.width(), img.height()), (28, 28));
     }
     assert_eq!(&std::fs::read(&gif).unwrap()[..6], b"GIF89a");
-    assert!(image::open(&strip).is_ok());
+    let strip = image::open(&strip).unwrap();
+    // Three images (rows) by three steps (columns), tiles of equal size.
+    assert_eq!(
+        strip.width(),
+        strip.height(),
+        "{}x{}",
+        strip.width(),
+        strip.height()
+    );
 
     let out = cli()
         .args([

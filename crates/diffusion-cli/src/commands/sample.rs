@@ -89,9 +89,13 @@ pub struct SampleArgs {
     /// Write the reverse process of the first images as an animated, looping GIF.
     #[arg(long, value_name = "FILE.gif")]
     pub gif: Option<PathBuf>,
-    /// Write a progressive strip: x_t at ten steps (columns) for the first eight images (rows).
+    /// Write a progressive strip: x_t at --strip-steps steps (columns) for the first eight
+    /// images (rows).
     #[arg(long, value_name = "FILE.png")]
     pub strip: Option<PathBuf>,
+    /// Columns of the progressive strip: steps of the reverse process, evenly spaced, last included.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub strip_steps: usize,
     /// Images per forward pass (bounds memory; -n can be larger).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -163,8 +167,8 @@ impl BackendTask for SampleTask {
 }
 
 fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
-    if args.num == 0 || args.batch_size == 0 {
-        bail!("-n and --batch-size must be at least 1");
+    if args.num == 0 || args.batch_size == 0 || args.strip_steps == 0 {
+        bail!("-n, --batch-size and --strip-steps must be at least 1");
     }
     if !args.run.is_dir() {
         bail!(
@@ -182,7 +186,7 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     let mut rng = NoiseRng::seed_from_u64(args.seed);
 
     let gif_steps = evenly_spaced(steps, 60);
-    let strip_steps = evenly_spaced(steps, 10);
+    let strip_steps = evenly_spaced(steps, args.strip_steps);
     let mut gif = GifWriter::new(60, 1500);
     let mut strip_columns: Vec<Vec<DynamicImage>> = Vec::new();
     let watched = 16.min(args.num);
