@@ -523,3 +523,55 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         newest + 2
     );
 }
+
+/// An image folder of another size trains once `--image-size` resizes it and sizes the net.
+#[test]
+fn image_folder_of_any_size_trains_with_image_size() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["cats", "dogs"] {
+        std::fs::create_dir_all(dir.path().join("imgs").join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::RgbImage::from_pixel(20, 20, image::Rgb([i * 80, 40, 200]));
+            img.save(dir.path().join("imgs").join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let dataset = format!("folder:{}", dir.path().join("imgs").display());
+    let run = dir.path().join("run");
+    let common = [
+        "--preset",
+        "cifar10",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--sample-every",
+        "1000",
+    ];
+    let out = cli()
+        .args(["train", "--dataset", &dataset])
+        .args(common)
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "the images are 20x20");
+    let out = cli()
+        .args(["train", "--dataset", &dataset, "--image-size", "16"])
+        .args(common)
+        .arg("--run")
+        .arg(dir.path().join("run16"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run16/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["model"]["image_size"], 16);
+    assert_eq!(config["data"]["image_size"], 16);
+}

@@ -53,6 +53,9 @@ pub struct TrainArgs {
     /// Where fetched datasets live (default: $DIFFUSION_DATA, else ./data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Resize the images to N x N and build the network for that size.
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
     /// Run directory for config.json, checkpoints/, metrics.jsonl and samples/ (default: runs/<preset>).
     #[arg(long, value_name = "DIR")]
     pub run: Option<PathBuf>,
@@ -153,6 +156,11 @@ fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
     }
     if let Some(dir) = &args.data_dir {
         config.data.data_dir = Some(dir.display().to_string());
+    }
+    if let Some(size) = args.image_size {
+        config.data.image_size = Some(size);
+        config.data.pad_to = None;
+        config.model.image_size = size;
     }
     if let Some(model) = args.model {
         config.model.variant = match model {
