@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::{ElementConversion, Tensor, TensorData, backend::Backend};
+use diffusion_train::data::folder::image_to_chw;
 use diffusion_train::data::{DataConfig, ImageBatch, ImageBatcher};
 
 /// Images `start..start + n` of the dataset, in `[-1, 1]`, with their labels.
@@ -41,27 +42,11 @@ pub fn dataset_images<B: Backend>(
 pub fn file_image<B: Backend>(path: &Path, device: &B::Device) -> Result<Tensor<B, 4>> {
     let image =
         image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-    let (channels, width, height, bytes) = match image.color().channel_count() {
-        1 | 2 => {
-            let grey = image.to_luma8();
-            (1, grey.width(), grey.height(), grey.into_raw())
-        }
-        _ => {
-            let rgb = image.to_rgb8();
-            (3, rgb.width(), rgb.height(), rgb.into_raw())
-        }
-    };
-    let (h, w) = (height as usize, width as usize);
-    // Interleaved HWC bytes to planar CHW floats in [-1, 1].
-    let mut values = vec![0f32; channels * h * w];
-    for (i, &byte) in bytes.iter().enumerate() {
-        let (pixel, c) = (i / channels, i % channels);
-        values[c * h * w + pixel] = byte as f32 / 127.5 - 1.0;
-    }
-    Ok(Tensor::from_data(
-        TensorData::new(values, [1, channels, h, w]),
-        device,
-    ))
+    let grey = image.color().channel_count() <= 2;
+    let (bytes, shape) = image_to_chw(&image, grey);
+    let values: Vec<f32> = bytes.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+    let dims = [1, shape.channels, shape.height, shape.width];
+    Ok(Tensor::from_data(TensorData::new(values, dims), device))
 }
 
 /// Mean squared error and PSNR (dB, pixel range [0, 1]) of `a` against `b`, both in `[-1, 1]`.

@@ -64,6 +64,12 @@ fn decode(path: &Path, grayscale: bool) -> Result<(Vec<u8>, ImageShape), DataErr
         .map_err(|e| DataError::io(path, e))?
         .decode()
         .map_err(|e| image_err(e.to_string()))?;
+    Ok(image_to_chw(&image, grayscale))
+}
+
+/// The pixels of `image` as planar `[channels, height, width]` bytes: one grey channel when
+/// `grayscale`, else RGB (any other colour type is converted).
+pub fn image_to_chw(image: &image::DynamicImage, grayscale: bool) -> (Vec<u8>, ImageShape) {
     let (width, height) = (image.width() as usize, image.height() as usize);
     if grayscale {
         let shape = ImageShape {
@@ -71,7 +77,7 @@ fn decode(path: &Path, grayscale: bool) -> Result<(Vec<u8>, ImageShape), DataErr
             height,
             width,
         };
-        return Ok((image.to_luma8().into_raw(), shape));
+        return (image.to_luma8().into_raw(), shape);
     }
     let hwc = image.to_rgb8().into_raw();
     let plane = height * width;
@@ -86,7 +92,7 @@ fn decode(path: &Path, grayscale: bool) -> Result<(Vec<u8>, ImageShape), DataErr
         height,
         width,
     };
-    Ok((chw, shape))
+    (chw, shape)
 }
 
 /// Loads every image under `root` (see the module docs for the layout).
