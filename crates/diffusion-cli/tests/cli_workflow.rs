@@ -37,6 +37,14 @@ fn tiny_config(dir: &Path) -> PathBuf {
     path
 }
 
+fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {
     assert!(!out.status.success(), "expected a failure");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -60,11 +68,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(run.join("config.json").is_file());
     assert!(run.join("checkpoints/step-00000004").is_dir());
     assert!(run.join("samples/step-00000004.png").is_file());
@@ -88,11 +92,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(run.join("checkpoints/step-00000006").is_dir());
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 6);
@@ -152,11 +152,7 @@ fn train_resume_sample_denoise_plot_info() {
         .args(["--strip-steps", "3"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for i in 0..3 {
         let png = pngs.join(format!("sample_{i:05}_class_7.png"));
         let img = image::open(&png).unwrap();
@@ -187,11 +183,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     let den = dir.path().join("denoise.png");
     let out = cli()
@@ -201,11 +193,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&den)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let table = String::from_utf8(out.stdout).unwrap();
     assert_eq!(table.lines().count(), 3, "{table}");
     assert!(
@@ -230,11 +218,7 @@ fn train_resume_sample_denoise_plot_info() {
         .arg(&plot)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(image::open(&plot).is_ok());
 
     let out = cli().arg("info").arg("--run").arg(&run).output().unwrap();
@@ -269,11 +253,7 @@ fn info_prints_the_exact_parameter_count_of_the_ddpm_network() {
         .args(["info", "--preset", "cifar10-ddpm"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().any(|l| l == "parameters: 35746307"), "{text}");
     assert!(
@@ -302,11 +282,7 @@ fn forward_writes_a_strip_and_a_gif_of_a_bundled_digit() {
         .arg(&gif)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let img = image::open(&strip).unwrap();
     assert!(
         img.width() >= 3 * img.height() - 8,
@@ -513,11 +489,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(
         std::fs::read_to_string(&metrics).unwrap().lines().count(),
         newest + 2
@@ -563,11 +535,7 @@ fn image_folder_of_any_size_trains_with_image_size() {
         .arg(dir.path().join("run16"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let config: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("run16/config.json")).unwrap(),
     )
