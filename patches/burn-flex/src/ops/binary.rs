@@ -388,18 +388,145 @@ where
         _ if lhs.layout().num_dims() == 2 => {
             apply_2d_strided(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), op)
         }
-        // General fallback
-        _ => {
-            let lhs_iter = StridedIter::new(lhs.layout());
-            let rhs_iter = StridedIter::new(rhs.layout());
-            lhs_iter
-                .zip(rhs_iter)
-                .map(|(li, ri)| op(lhs_storage[li], rhs_storage[ri]))
-                .collect()
-        }
+        // General fallback: walk both operands run by run (broadcasts, permutations).
+        _ => apply_nd_runs(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), op),
     };
 
     make_tensor(result, shape, dtype)
+}
+
+/// One dimension of a [`RunPlan`]: its size and the stride of each operand along it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunDim {
+    size: usize,
+    lhs_stride: isize,
+    rhs_stride: isize,
+}
+
+/// Two same-shape strided operands described as `outer` dimensions (row-major) around one
+/// innermost run. Size-1 dimensions are dropped and neighbours that both operands step
+/// through uniformly are merged, so `[n, c, h, w]` against a `[1, c, 1, 1]` broadcast becomes
+/// `[n, c]` outer dimensions around runs of `h * w` elements with a fixed right-hand value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RunPlan {
+    outer: Vec<RunDim>,
+    inner: RunDim,
+}
+
+impl RunPlan {
+    fn new(lhs: &Layout, rhs: &Layout) -> Self {
+        let shape = lhs.shape();
+        let mut dims: Vec<RunDim> = Vec::with_capacity(shape.num_dims());
+        for d in 0..shape.num_dims() {
+            if shape[d] == 1 {
+                continue;
+            }
+            let next = RunDim {
+                size: shape[d],
+                lhs_stride: lhs.strides()[d],
+                rhs_stride: rhs.strides()[d],
+            };
+            match dims.last_mut() {
+                // The previous (outer) dimension steps exactly over this one in both operands.
+                Some(prev)
+                    if prev.lhs_stride == next.lhs_stride * next.size as isize
+                        && prev.rhs_stride == next.rhs_stride * next.size as isize =>
+                {
+                    prev.size *= next.size;
+                    prev.lhs_stride = next.lhs_stride;
+                    prev.rhs_stride = next.rhs_stride;
+                }
+                _ => dims.push(next),
+            }
+        }
+        let inner = dims.pop().unwrap_or(RunDim {
+            size: 1,
+            lhs_stride: 0,
+            rhs_stride: 0,
+        });
+        Self { outer: dims, inner }
+    }
+
+    /// Calls `run(lhs_start, rhs_start)` for each innermost run, in row-major order.
+    fn for_each_run(
+        &self,
+        lhs_offset: isize,
+        rhs_offset: isize,
+        mut run: impl FnMut(isize, isize),
+    ) {
+        let runs: usize = self.outer.iter().map(|d| d.size).product();
+        let mut index = alloc::vec![0usize; self.outer.len()];
+        let (mut l, mut r) = (lhs_offset, rhs_offset);
+        for _ in 0..runs {
+            run(l, r);
+            for (d, dim) in self.outer.iter().enumerate().rev() {
+                index[d] += 1;
+                l += dim.lhs_stride;
+                r += dim.rhs_stride;
+                if index[d] < dim.size {
+                    break;
+                }
+                index[d] = 0;
+                l -= dim.lhs_stride * dim.size as isize;
+                r -= dim.rhs_stride * dim.size as isize;
+            }
+        }
+    }
+}
+
+/// Element-wise `op` over two same-shape strided operands, into a new row-major buffer.
+///
+/// Equivalent to zipping two [`StridedIter`]s, but the index arithmetic happens once per
+/// innermost run (see [`RunPlan`]) and the common runs (both unit-stride, or one operand
+/// fixed) are plain slice loops the compiler vectorizes.
+pub(crate) fn apply_nd_runs<E, R, Op>(
+    lhs: &[E],
+    rhs: &[E],
+    lhs_layout: &Layout,
+    rhs_layout: &Layout,
+    op: Op,
+) -> Vec<R>
+where
+    E: Copy,
+    Op: Fn(E, E) -> R,
+{
+    let plan = RunPlan::new(lhs_layout, rhs_layout);
+    let mut out = Vec::with_capacity(lhs_layout.num_elements());
+    let RunDim {
+        size: n,
+        lhs_stride: ls,
+        rhs_stride: rs,
+    } = plan.inner;
+    plan.for_each_run(
+        lhs_layout.start_offset() as isize,
+        rhs_layout.start_offset() as isize,
+        |l, r| {
+            let (l, r) = (l as usize, r as usize);
+            match (ls, rs) {
+                (1, 1) => out.extend(
+                    lhs[l..l + n]
+                        .iter()
+                        .zip(&rhs[r..r + n])
+                        .map(|(&a, &b)| op(a, b)),
+                ),
+                (1, 0) => {
+                    let b = rhs[r];
+                    out.extend(lhs[l..l + n].iter().map(|&a| op(a, b)));
+                }
+                (0, 1) => {
+                    let a = lhs[l];
+                    out.extend(rhs[r..r + n].iter().map(|&b| op(a, b)));
+                }
+                _ => out.extend((0..n as isize).map(|i| {
+                    op(
+                        lhs[(l as isize + i * ls) as usize],
+                        rhs[(r as isize + i * rs) as usize],
+                    )
+                })),
+            }
+        },
+    );
+    out
 }
 
 /// Fast 2D strided binary operation using row-based iteration.

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -15,6 +15,26 @@ use burn_backend::{
 };
 use burn_std::{Bytes, Shape};
 use bytemuck::Pod;
+
+/// Runs an f32 computation on half-precision inputs: casts them up, and the result back to
+/// `dtype` (F16 or BF16).
+fn via_f32<const N: usize>(
+    f: impl FnOnce([FlexTensor; N]) -> FlexTensor,
+    inputs: [FlexTensor; N],
+    dtype: DType,
+) -> FlexTensor {
+    match dtype {
+        DType::F16 => cast_from_f32(
+            f(inputs.map(|t| cast_to_f32(t, burn_std::f16::to_f32))),
+            burn_std::f16::from_f32,
+        ),
+        DType::BF16 => cast_from_f32(
+            f(inputs.map(|t| cast_to_f32(t, burn_std::bf16::to_f32))),
+            burn_std::bf16::from_f32,
+        ),
+        dtype => panic!("via_f32: {dtype:?} is not a half-precision type"),
+    }
+}
 
 /// Cast a tensor from half-precision type E to f32.
 pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
@@ -64,12 +84,65 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // Plain convolutions go through one NCHW GEMM per image (see `conv2d_gemm`); 1x1 and
+        // grouped ones keep `conv`'s dedicated paths.
+        let w = weight.shape();
+        let pointwise = w[2] * w[3] == 1 && options.stride == [1, 1] && options.padding == [0, 0];
+        let plain = options.groups == 1 && !pointwise;
         match x.dtype() {
+            DType::F32 if plain => conv2d_gemm::conv2d::<f32>(x, weight, bias, &options),
+            DType::F64 if plain => conv2d_gemm::conv2d::<f64>(x, weight, bias, &options),
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
             DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let x_shape = x.shape();
+        match weight.dtype() {
+            DType::F32 => {
+                conv2d_gemm::conv2d_x_backward::<f32>(&x_shape, weight, output_grad, &options)
+            }
+            DType::F64 => {
+                conv2d_gemm::conv2d_x_backward::<f64>(&x_shape, weight, output_grad, &options)
+            }
+            dtype @ (DType::F16 | DType::BF16) => via_f32(
+                |[w, g]| conv2d_gemm::conv2d_x_backward::<f32>(&x_shape, w, g, &options),
+                [weight, output_grad],
+                dtype,
+            ),
+            dtype => panic!("conv2d_x_backward: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let w_shape = weight.shape();
+        match x.dtype() {
+            DType::F32 => {
+                conv2d_gemm::conv2d_weight_backward::<f32>(x, &w_shape, output_grad, &options)
+            }
+            DType::F64 => {
+                conv2d_gemm::conv2d_weight_backward::<f64>(x, &w_shape, output_grad, &options)
+            }
+            dtype @ (DType::F16 | DType::BF16) => via_f32(
+                |[x, g]| conv2d_gemm::conv2d_weight_backward::<f32>(x, &w_shape, g, &options),
+                [x, output_grad],
+                dtype,
+            ),
+            dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
         }
     }
 

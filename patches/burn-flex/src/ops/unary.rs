@@ -55,8 +55,8 @@ where
 /// Apply a unary operation element-wise to a tensor.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -69,11 +69,52 @@ where
     }
 }
 
+/// Elements per rayon task in [`map_in_place`]: 64 KiB of f32, enough work to amortize a
+/// task while leaving a 1-million-element activation a few dozen tasks to balance.
+#[cfg(feature = "rayon")]
+const MAP_CHUNK: usize = 16 * 1024;
+
+/// `x = op(x)` over a slice, split across rayon's threads when it is large enough for the
+/// split to pay (a few chunks' worth).
+fn map_in_place<E, Op>(data: &mut [E], op: &Op)
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E) -> E + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if data.len() >= 4 * MAP_CHUNK {
+        use rayon::prelude::*;
+        data.par_chunks_mut(MAP_CHUNK)
+            .for_each(|chunk| chunk.iter_mut().for_each(|x| *x = op(*x)));
+        return;
+    }
+    data.iter_mut().for_each(|x| *x = op(*x));
+}
+
+/// `src.map(op)` into a new vector, split across rayon's threads like [`map_in_place`].
+fn map_collect<E, Op>(src: &[E], op: &Op) -> Vec<E>
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E) -> E + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if src.len() >= 4 * MAP_CHUNK {
+        use rayon::prelude::*;
+        let mut out = Vec::with_capacity(src.len());
+        src.par_iter()
+            .with_min_len(MAP_CHUNK)
+            .map(|&x| op(x))
+            .collect_into_vec(&mut out);
+        return out;
+    }
+    src.iter().map(|&x| op(x)).collect()
+}
+
 /// Generic unary operation for any element type.
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    Op: Fn(E) -> E + Send + Sync,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,9 +122,7 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        map_in_place(&mut storage[..n], &op);
         return tensor;
     }
 
@@ -98,7 +137,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let result: Vec<E> = map_collect(src, &op);
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }

@@ -1,0 +1,451 @@
+//! 2D convolution (f32, f64) as one GEMM per image and group on a channel-major im2col buffer, for the
+//! forward pass and for both gradients.
+//!
+//! Layout: an image `x[c, h, w]` (NCHW, contiguous) becomes `col[(c, ki, kj), (oy, ox)]`
+//! (`k = c_in * kh * kw` rows of `p = out_h * out_w` columns). Then, per image `b`:
+//!
+//! - forward:          `y_b[c_out, p]  = w[c_out, k] · col_b[k, p]`   (written straight into NCHW)
+//! - input gradient:   `dcol_b[k, p]   = wᵀ[k, c_out] · g_b[c_out, p]`, then `col2im` adds
+//!   `dcol_b` back onto `dx_b` (the adjoint of `im2col`)
+//! - weight gradient:  `dw[c_out, k]  += g_b[c_out, p] · col_bᵀ[p, k]`
+//!
+//! Transposes are expressed through GEMM strides, never materialized. Images run in parallel
+//! (rayon), each GEMM single-threaded; the weight gradient sums one partial per worker.
+//!
+//! This replaces, for `groups == 1`, burn's default conv backward (a transposed convolution
+//! for the input gradient and a convolution with batch and channels swapped for the weight
+//! gradient), both of which copy and re-lay-out whole activations, and the NHWC forward
+//! path's transposing copies in and out of each GEMM.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use burn_backend::Element;
+use burn_backend::ops::ConvOptions;
+use burn_std::{Bytes, Shape};
+use num_traits::Float;
+
+use crate::{FlexTensor, Layout};
+
+/// Element types computed natively here (gemm has kernels for both); f16 and bf16 go
+/// through f32 in `module.rs`.
+pub(crate) trait Real: Float + Element + bytemuck::Pod + Send + Sync + 'static {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Geometry of one 2D convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    in_h: usize,
+    in_w: usize,
+    c_out: usize,
+    groups: usize,
+    k_h: usize,
+    k_w: usize,
+    out_h: usize,
+    out_w: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Geometry {
+    fn new(x_shape: &Shape, w_shape: &Shape, options: &ConvOptions<2>) -> Self {
+        let out = |i: usize| {
+            let span = options.dilation[i] * (w_shape[2 + i] - 1) + 1;
+            (x_shape[2 + i] + 2 * options.padding[i]).saturating_sub(span) / options.stride[i] + 1
+        };
+        Self {
+            batch: x_shape[0],
+            c_in: x_shape[1],
+            in_h: x_shape[2],
+            in_w: x_shape[3],
+            c_out: w_shape[0],
+            groups: options.groups,
+            k_h: w_shape[2],
+            k_w: w_shape[3],
+            out_h: out(0),
+            out_w: out(1),
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        }
+    }
+
+    /// Input channels per group.
+    fn c_in_g(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    /// Output channels per group.
+    fn c_out_g(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Rows of one group's im2col matrix: `c_in_g * k_h * k_w`.
+    fn k(&self) -> usize {
+        self.c_in_g() * self.k_h * self.k_w
+    }
+
+    /// Whether the im2col matrix of an image is the image itself (1x1, stride 1, no padding).
+    fn col_is_image(&self) -> bool {
+        self.k_h * self.k_w == 1 && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Columns of the im2col matrix: output pixels per image.
+    fn p(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    fn in_image(&self) -> usize {
+        self.c_in * self.in_h * self.in_w
+    }
+
+    /// Output columns `ox` whose input column `ox * stride - pad + kj * dilation` lies in
+    /// `0..in_w`, as a range, with the input column of its first element.
+    fn valid_columns(&self, kj: usize) -> (usize, usize, usize) {
+        let offset = (kj * self.dilation[1]) as isize - self.padding[1] as isize;
+        let stride = self.stride[1] as isize;
+        // Smallest ox with ox * stride + offset >= 0.
+        let first = if offset >= 0 {
+            0
+        } else {
+            ((-offset + stride - 1) / stride) as usize
+        };
+        // Largest ox with ox * stride + offset < in_w, plus one.
+        let end = if (self.in_w as isize) <= offset {
+            0
+        } else {
+            (((self.in_w as isize - 1 - offset) / stride) + 1) as usize
+        };
+        let end = end.min(self.out_w);
+        let first = first.min(end);
+        let ix0 = (first as isize * stride + offset).max(0) as usize;
+        (first, end, ix0)
+    }
+
+    /// Input row of output row `oy` for kernel row `ki`, if inside the image.
+    fn input_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        let iy = (oy * self.stride[0] + ki * self.dilation[0]) as isize - self.padding[0] as isize;
+        (0..self.in_h as isize).contains(&iy).then_some(iy as usize)
+    }
+}
+
+/// Contiguous data of a tensor (copied only when strided), with its element range.
+fn contiguous(t: &FlexTensor) -> (FlexTensor, usize, usize) {
+    let t = t.to_contiguous();
+    let (start, end) = t
+        .layout()
+        .contiguous_offsets()
+        .expect("to_contiguous returns a contiguous layout");
+    (t, start, end)
+}
+
+/// Writes the channels of one group of image `x_b` (`[c_in_g, in_h, in_w]`) as the `[k, p]`
+/// im2col matrix into `col`.
+fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
+    let p = g.p();
+    let mut row = 0;
+    for c in 0..g.c_in_g() {
+        let plane = &x_b[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+        for ki in 0..g.k_h {
+            for kj in 0..g.k_w {
+                let (first, end, ix0) = g.valid_columns(kj);
+                let dst_row = &mut col[row * p..(row + 1) * p];
+                for oy in 0..g.out_h {
+                    let dst = &mut dst_row[oy * g.out_w..(oy + 1) * g.out_w];
+                    let Some(iy) = g.input_row(oy, ki) else {
+                        dst.fill(T::zero());
+                        continue;
+                    };
+                    let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
+                    dst[..first].fill(T::zero());
+                    dst[end..].fill(T::zero());
+                    if g.stride[1] == 1 {
+                        dst[first..end].copy_from_slice(&src[ix0..ix0 + (end - first)]);
+                    } else {
+                        for (i, d) in dst[first..end].iter_mut().enumerate() {
+                            *d = src[ix0 + i * g.stride[1]];
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Adds the `[k, p]` matrix `col` back onto one group of image `dx_b` (the adjoint of
+/// [`im2col`]).
+fn col2im<T: Real>(g: &Geometry, col: &[T], dx_b: &mut [T]) {
+    let p = g.p();
+    let mut row = 0;
+    for c in 0..g.c_in_g() {
+        let plane = &mut dx_b[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+        for ki in 0..g.k_h {
+            for kj in 0..g.k_w {
+                let (first, end, ix0) = g.valid_columns(kj);
+                let src_row = &col[row * p..(row + 1) * p];
+                for oy in 0..g.out_h {
+                    let Some(iy) = g.input_row(oy, ki) else {
+                        continue;
+                    };
+                    let src = &src_row[oy * g.out_w + first..oy * g.out_w + end];
+                    let dst = &mut plane[iy * g.in_w..(iy + 1) * g.in_w];
+                    if g.stride[1] == 1 {
+                        for (d, &s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                            *d = *d + s;
+                        }
+                    } else {
+                        for (i, &s) in src.iter().enumerate() {
+                            let d = &mut dst[ix0 + i * g.stride[1]];
+                            *d = *d + s;
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Row-major view of a matrix for [`gemm`]: element `(i, j)` at `i * row + j * col`.
+#[derive(Clone, Copy)]
+struct Strides {
+    row: isize,
+    col: isize,
+}
+
+const fn row_major(cols: usize) -> Strides {
+    Strides {
+        row: cols as isize,
+        col: 1,
+    }
+}
+
+/// The transpose of a row-major matrix with `cols` columns.
+const fn transposed(cols: usize) -> Strides {
+    Strides {
+        row: 1,
+        col: cols as isize,
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: &[T],
+    lhs_strides: Strides,
+    rhs: &[T],
+    rhs_strides: Strides,
+) {
+    assert_eq!(dst.len(), m * n, "gemm: destination size");
+    let last = |s: Strides, rows: usize, cols: usize| {
+        (rows.max(1) - 1) as isize * s.row + (cols.max(1) - 1) as isize * s.col
+    };
+    assert!(m * k == 0 || (last(lhs_strides, m, k) as usize) < lhs.len());
+    assert!(k * n == 0 || (last(rhs_strides, k, n) as usize) < rhs.len());
+    // SAFETY: the assertions above keep every index gemm computes from these strides inside
+    // the three slices; `dst` is borrowed mutably and does not alias `lhs` or `rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides.col,
+            lhs_strides.row,
+            rhs.as_ptr(),
+            rhs_strides.col,
+            rhs_strides.row,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Runs `f(b, out_b, scratch)` for every image `b`, `out` split into `batch` equal parts,
+/// in parallel when rayon is enabled. `scratch` is a reusable buffer of `scratch_len`.
+fn per_image<T: Real>(
+    out: &mut [T],
+    batch: usize,
+    scratch_len: usize,
+    f: impl Fn(usize, &mut [T], &mut Vec<T>) + Send + Sync,
+) {
+    if batch == 0 || out.is_empty() {
+        return;
+    }
+    let chunk = out.len() / batch;
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(chunk).enumerate().for_each_init(
+            || vec![T::zero(); scratch_len],
+            |scratch, (b, out_b)| f(b, out_b, scratch),
+        );
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut scratch = vec![T::zero(); scratch_len];
+        for (b, out_b) in out.chunks_mut(chunk).enumerate() {
+            f(b, out_b, &mut scratch);
+        }
+    }
+}
+
+fn tensor<T: Real>(data: Vec<T>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape.to_vec())),
+        T::dtype(),
+    )
+}
+
+/// The im2col matrix of group `group` of image `x_b`: `x_b` itself for 1x1 convolutions,
+/// else written into `scratch`.
+fn columns<'a, T: Real>(g: &Geometry, x_b: &'a [T], group: usize, scratch: &'a mut [T]) -> &'a [T] {
+    let plane = g.in_h * g.in_w;
+    let x_g = &x_b[group * g.c_in_g() * plane..(group + 1) * g.c_in_g() * plane];
+    if g.col_is_image() {
+        x_g
+    } else {
+        im2col(g, x_g, scratch);
+        scratch
+    }
+}
+
+/// Forward convolution: `x: [b, c_in, h, w]`, `weight: [c_out, c_in / groups, kh, kw]`.
+pub(crate) fn conv2d<T: Real>(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let (x, xs, xe) = contiguous(&x);
+    let (w, ws, we) = contiguous(&weight);
+    let x_data = &x.storage::<T>()[xs..xe];
+    let w_data = &w.storage::<T>()[ws..we];
+    let bias = bias.map(|b| contiguous(&b));
+    let bias_data = bias.as_ref().map(|(b, s, e)| &b.storage::<T>()[*s..*e]);
+    let (k, p, co) = (g.k(), g.p(), g.c_out_g());
+
+    let mut out = vec![T::zero(); g.batch * g.c_out * p];
+    per_image(&mut out, g.batch, k * p, |b, y_b, scratch| {
+        let x_b = &x_data[b * g.in_image()..(b + 1) * g.in_image()];
+        for group in 0..g.groups {
+            let col = columns(&g, x_b, group, scratch);
+            let w_g = &w_data[group * co * k..(group + 1) * co * k];
+            let y_g = &mut y_b[group * co * p..(group + 1) * co * p];
+            gemm(co, p, k, y_g, false, w_g, row_major(k), col, row_major(p));
+        }
+        if let Some(bias) = bias_data {
+            for (plane, &bc) in y_b.chunks_mut(p).zip(bias) {
+                plane.iter_mut().for_each(|v| *v = *v + bc);
+            }
+        }
+    });
+    tensor(out, [g.batch, g.c_out, g.out_h, g.out_w])
+}
+
+/// Gradient of the convolution with respect to its input.
+pub(crate) fn conv2d_x_backward<T: Real>(
+    x_shape: &Shape,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let g = Geometry::new(x_shape, weight.layout().shape(), options);
+    let (w, ws, we) = contiguous(&weight);
+    let (gr, gs, ge) = contiguous(&output_grad);
+    let w_data = &w.storage::<T>()[ws..we];
+    let g_data = &gr.storage::<T>()[gs..ge];
+    let (k, p, co) = (g.k(), g.p(), g.c_out_g());
+    let plane = g.in_h * g.in_w;
+
+    let mut dx = vec![T::zero(); g.batch * g.in_image()];
+    per_image(&mut dx, g.batch, k * p, |b, dx_b, dcol| {
+        for group in 0..g.groups {
+            let g_g = &g_data[(b * g.c_out + group * co) * p..(b * g.c_out + (group + 1) * co) * p];
+            let w_g = &w_data[group * co * k..(group + 1) * co * k];
+            let dx_g = &mut dx_b[group * g.c_in_g() * plane..(group + 1) * g.c_in_g() * plane];
+            if g.col_is_image() {
+                // dcol is dx itself: write the product straight into it.
+                gemm(k, p, co, dx_g, false, w_g, transposed(k), g_g, row_major(p));
+            } else {
+                gemm(k, p, co, dcol, false, w_g, transposed(k), g_g, row_major(p));
+                col2im(&g, dcol, dx_g);
+            }
+        }
+    });
+    tensor(dx, [g.batch, g.c_in, g.in_h, g.in_w])
+}
+
+/// Gradient of the convolution with respect to its weight.
+pub(crate) fn conv2d_weight_backward<T: Real>(
+    x: FlexTensor,
+    weight_shape: &Shape,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let g = Geometry::new(x.layout().shape(), weight_shape, options);
+    let (x, xs, xe) = contiguous(&x);
+    let (gr, gs, ge) = contiguous(&output_grad);
+    let x_data = &x.storage::<T>()[xs..xe];
+    let g_data = &gr.storage::<T>()[gs..ge];
+    let (k, p, co) = (g.k(), g.p(), g.c_out_g());
+
+    // Adds image `b`'s contribution to every group's weight gradient.
+    let accumulate = |b: usize, dw: &mut [T], scratch: &mut [T]| {
+        let x_b = &x_data[b * g.in_image()..(b + 1) * g.in_image()];
+        for group in 0..g.groups {
+            let col = columns(&g, x_b, group, scratch);
+            let g_g = &g_data[(b * g.c_out + group * co) * p..(b * g.c_out + (group + 1) * co) * p];
+            let dw_g = &mut dw[group * co * k..(group + 1) * co * k];
+            gemm(co, k, p, dw_g, true, g_g, row_major(p), col, transposed(p));
+        }
+    };
+    let zeros = || (vec![T::zero(); g.c_out * k], vec![T::zero(); k * p]);
+    let dw = {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            (0..g.batch)
+                .into_par_iter()
+                .fold(zeros, |(mut dw, mut scratch), b| {
+                    accumulate(b, &mut dw, &mut scratch);
+                    (dw, scratch)
+                })
+                .map(|(dw, _)| dw)
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a = *a + b);
+                    a
+                })
+                .unwrap_or_else(|| zeros().0)
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            let (mut dw, mut scratch) = zeros();
+            for b in 0..g.batch {
+                accumulate(b, &mut dw, &mut scratch);
+            }
+            dw
+        }
+    };
+    tensor(dw, [g.c_out, g.c_in_g(), g.k_h, g.k_w])
+}
