@@ -32,6 +32,8 @@ enum Command {
     Plot(commands::plot::PlotArgs),
     /// Show the configuration, parameter count and checkpoints of a preset or a run.
     Info(commands::info::InfoArgs),
+    /// Measure training and sampling speed and peak memory (JSON; see `cargo xtask bench`).
+    Bench(commands::bench::BenchArgs),
     /// Print a noise schedule (betas, alpha_bar, SNR) as JSON or CSV, or plot it.
     Schedule(commands::schedule::ScheduleArgs),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Schedule(args) => commands::schedule::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
