@@ -1,5 +1,6 @@
 //! Project tasks. `cargo xtask fetch-data --dataset mnist|fashion-mnist|cifar10|all` downloads
-//! datasets into `data/<name>/`, verified against the SHA-256 table in [`table`].
+//! datasets into `data/<name>/`, verified against the SHA-256 table in [`table`];
+//! `cargo xtask bench` compares our training and sampling speed with a PyTorch twin ([`bench`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod download;
 mod fetch;
 mod table;
@@ -42,29 +44,46 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measure training and DDIM sampling speed and peak memory of a preset, next to a
+    /// PyTorch twin of the same network when `torch` and `diffusers` import.
+    Bench(bench::BenchArgs),
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
 }
 
 fn default_data_dir() -> PathBuf {
     match std::env::var_os(DATA_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("data"),
+        _ => workspace_root().join("data"),
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::FetchData {
-        dataset,
-        data_dir,
-        mirror,
-        force,
-    } = cli.command;
-    let specs = table::select(&dataset, &table::builtin_datasets())?;
+    match cli.command {
+        Command::FetchData {
+            dataset,
+            data_dir,
+            mirror,
+            force,
+        } => fetch_data(&dataset, data_dir, mirror.as_deref(), force),
+        Command::Bench(args) => bench::run(&args, workspace_root()),
+    }
+}
+
+fn fetch_data(
+    dataset: &str,
+    data_dir: Option<PathBuf>,
+    mirror: Option<&str>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let specs = table::select(dataset, &table::builtin_datasets())?;
     let options = FetchOptions {
         data_dir: data_dir.unwrap_or_else(default_data_dir),
-        mirror: mirror.as_deref().map(Mirror::parse),
+        mirror: mirror.map(Mirror::parse),
         force,
         timeout: Duration::from_secs(30),
         env_proxy: true,
