@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Training allocates and frees tensors of a few megabytes hundreds of times a step. glibc
+/// serves those with fresh `mmap`s, so each costs page faults and zeroing; mimalloc keeps
+/// them in its own pages and hands them back (see the README's benchmark notes).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Train and sample image diffusion models (DDPM, DDIM, DPM-Solver++) on Burn.
 #[derive(Debug, Parser)]
 #[command(name = "diffusion-cli", version, about, long_about = None)]

@@ -180,29 +180,32 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MIN: f32 = -87.336_55;
     const MAX: f32 = 88.722_83;
-    let input = x;
-    let x = x.clamp(MIN, MAX);
-    // n = round(x / ln 2), then r = x - n ln 2 in [-ln2/2, ln2/2]. Rounding by adding and
-    // subtracting 1.5 * 2^23 (exact for |x / ln 2| < 2^22) instead of `floor`, which
-    // baseline x86-64 has no instruction for and calls libm per element.
+    // Adding and subtracting 1.5 * 2^23 rounds to an integer (exact for |v| < 2^22), and
+    // the integer is then the low bits of the sum: no `floor` (a libm call on baseline
+    // x86-64) and no float-to-int cast (scalar code for its NaN and overflow cases).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    // max/min rather than clamp: NaN becomes MIN here and is put back at the end.
+    let xc = x.max(MIN).min(MAX);
+    // n = round(x / ln 2), then r = x - n ln 2 in [-ln2/2, ln2/2].
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
         + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
     let e_r = p * r2 + r + 1.0;
-    // 2^n, n in [-126, 128]: split in two factors so that n = 128 does not overflow the
-    // exponent field before the multiplication.
-    let n = n as i32;
-    let half = n / 2;
-    let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    // 2^n for n in [-126, 128], as two factors so that n = 128 fits the exponent field.
+    let n = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let half = n >> 1;
+    let pow2 = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
     let e = e_r * pow2(half) * pow2(n - half);
     // Selects, not branches: they compile to blends.
-    let e = if input > MAX { f32::INFINITY } else { e };
-    if input < MIN { 0.0 } else { e }
+    let e = if x > MAX { f32::INFINITY } else { e };
+    let e = if x < MIN { 0.0 } else { e };
+    if x.is_nan() { x } else { e }
 }
 
 #[inline]
