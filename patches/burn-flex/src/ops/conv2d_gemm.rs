@@ -449,3 +449,44 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     };
     tensor(dw, [g.c_out, g.c_in_g(), g.k_h, g.k_w])
 }
+
+/// Gradient of the convolution with respect to its bias: the output gradient summed over
+/// the batch and the output pixels of each channel. (burn's default swaps the batch and
+/// channel dimensions and reshapes, which copies the whole gradient through a strided walk.)
+pub(crate) fn conv2d_bias_backward<T: Real>(
+    bias: &FlexTensor,
+    output_grad: FlexTensor,
+) -> FlexTensor {
+    let shape = output_grad.layout().shape().clone();
+    let (batch, channels) = (shape[0], shape[1]);
+    let p: usize = (2..shape.num_dims()).map(|d| shape[d]).product();
+    let (gr, gs, ge) = contiguous(&output_grad);
+    let g_data = &gr.storage::<T>()[gs..ge];
+    let mut db = vec![T::zero(); channels];
+    for b in 0..batch {
+        for (c, acc) in db.iter_mut().enumerate() {
+            let start = (b * channels + c) * p;
+            *acc = *acc + sum(&g_data[start..start + p]);
+        }
+    }
+    FlexTensor::new(
+        Bytes::from_elems(db),
+        Layout::contiguous(bias.layout().shape().clone()),
+        T::dtype(),
+    )
+}
+
+/// Sum of a slice in eight interleaved partial sums, which the compiler keeps in one vector
+/// register (a single running sum is a serial dependency chain it may not reorder).
+fn sum<T: Real>(values: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = *lane + v;
+        }
+    }
+    let tail = rest.iter().fold(T::zero(), |s, &v| s + v);
+    lanes.iter().fold(tail, |s, &v| s + v)
+}

@@ -123,6 +123,24 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    fn conv2d_bias_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let _ = x;
+        match output_grad.dtype() {
+            DType::F32 => conv2d_gemm::conv2d_bias_backward::<f32>(&bias, output_grad),
+            DType::F64 => conv2d_gemm::conv2d_bias_backward::<f64>(&bias, output_grad),
+            dtype @ (DType::F16 | DType::BF16) => via_f32(
+                |[g]| conv2d_gemm::conv2d_bias_backward::<f32>(&bias, g),
+                [output_grad],
+                dtype,
+            ),
+            dtype => panic!("conv2d_bias_backward: unsupported dtype {:?}", dtype),
+        }
+    }
+
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
