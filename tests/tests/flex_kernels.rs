@@ -288,6 +288,27 @@ fn broadcast_binary_ops_match_plain_loops() {
         ("mul", |a, b| a * b, |a, b| a * b),
         ("div", |a, b| a / b, |a, b| a / b),
     ];
+    // Large enough (67,584 elements) for the parallel in-place paths, which only run on a
+    // uniquely owned left operand: these get fresh tensors, the small ones clones.
+    let large = [
+        ([4, 16, 32, 33], [4, 16, 32, 33]),
+        ([4, 16, 32, 33], [1, 16, 1, 1]),
+        ([4, 16, 32, 33], [4, 16, 1, 1]),
+        ([4, 16, 32, 33], [1, 1, 1, 33]),
+    ];
+    for (lhs_shape, rhs_shape) in large {
+        let (lhs, rhs) = (data(&make(lhs_shape, 5)), data(&make(rhs_shape, 6)));
+        for (name, op, reference) in ops {
+            let want = broadcast_reference(&lhs, &lhs_shape, &rhs, &rhs_shape, reference);
+            let got = data(&op(make(lhs_shape, 5), make(rhs_shape, 6)));
+            assert_close(
+                &format!("{name} {lhs_shape:?} {rhs_shape:?}"),
+                &got,
+                &want,
+                1e-6,
+            );
+        }
+    }
     for (lhs_shape, rhs_shape) in pairs {
         let (lhs, rhs) = (make(lhs_shape, 5), make(rhs_shape, 6));
         for (name, op, reference) in ops {
