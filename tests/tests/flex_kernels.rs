@@ -187,8 +187,9 @@ fn check_conv(c: Case, dtype: DType, rel: f64) {
 
 /// The shapes a U-Net uses (3x3 same, stride-2 down, 1x1 shortcut) and the awkward ones:
 /// rectangular kernels and images, dilation, padding larger than the kernel reach, strides
-/// that drop input rows (the input gradient must be zero there), groups, depthwise.
-const CASES: [Case; 8] = [
+/// that drop input rows (the input gradient must be zero there), groups, depthwise, and
+/// "same" convolutions with dilation or a rectangular kernel (the shifted-plane im2col).
+const CASES: [Case; 10] = [
     // batch, c_in, c_out, [h, w], kernel, stride, padding, dilation, groups
     case(2, 3, 4, [7, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(3, 4, 6, [8, 8], [3, 3], [2, 2], [1, 1], [1, 1], 1),
@@ -198,6 +199,8 @@ const CASES: [Case; 8] = [
     case(2, 1, 5, [10, 11], [4, 4], [3, 3], [0, 0], [1, 1], 1),
     case(3, 2, 3, [4, 4], [1, 1], [2, 2], [1, 1], [1, 1], 1),
     case(2, 16, 32, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 3, 2, [6, 7], [3, 3], [1, 1], [2, 2], [2, 2], 1),
+    case(2, 2, 3, [5, 9], [3, 5], [1, 1], [1, 2], [1, 1], 1),
 ];
 
 #[test]

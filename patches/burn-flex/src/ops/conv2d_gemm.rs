@@ -148,12 +148,18 @@ fn contiguous(t: &FlexTensor) -> (FlexTensor, usize, usize) {
 fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
     let p = g.p();
     let mut row = 0;
+    let same_width = g.stride == [1, 1] && g.out_w == g.in_w;
     for c in 0..g.c_in_g() {
         let plane = &x_b[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
         for ki in 0..g.k_h {
             for kj in 0..g.k_w {
                 let (first, end, ix0) = g.valid_columns(kj);
                 let dst_row = &mut col[row * p..(row + 1) * p];
+                if same_width {
+                    shifted_plane(g, plane, ki, kj, (first, end), dst_row);
+                    row += 1;
+                    continue;
+                }
                 for oy in 0..g.out_h {
                     let dst = &mut dst_row[oy * g.out_w..(oy + 1) * g.out_w];
                     let Some(iy) = g.input_row(oy, ki) else {
@@ -174,6 +180,51 @@ fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
                 row += 1;
             }
         }
+    }
+}
+
+/// One im2col row of a stride-1 convolution whose output is as wide as its input (a "same"
+/// convolution, the U-Net's usual 3x3): the input plane shifted by the kernel offset
+/// `(ki, kj)`. Output row `oy` reads input row `oy + ki * dilation - padding` at the same
+/// column shift for every row, so the rows inside the image are one copy of consecutive
+/// input; the few columns that fall outside the image on either side (`..first`, `end..`)
+/// and the rows above and below it are then zeroed. One `memcpy` per kernel offset instead
+/// of one per output row.
+fn shifted_plane<T: Real>(
+    g: &Geometry,
+    plane: &[T],
+    ki: usize,
+    kj: usize,
+    (first, end): (usize, usize),
+    dst: &mut [T],
+) {
+    let w = g.out_w;
+    let rows = |oy: usize| g.input_row(oy, ki).is_some();
+    let oy_lo = (0..g.out_h).find(|&oy| rows(oy)).unwrap_or(g.out_h);
+    let oy_hi = (oy_lo..g.out_h).find(|&oy| !rows(oy)).unwrap_or(g.out_h);
+    dst[..oy_lo * w].fill(T::zero());
+    dst[oy_hi * w..].fill(T::zero());
+    if oy_lo == oy_hi {
+        return;
+    }
+    // dst[i] = plane[i + delta] for i in the block of valid rows, clipped to the plane.
+    let delta = ((ki * g.dilation[0]) as isize - g.padding[0] as isize) * w as isize
+        + (kj * g.dilation[1]) as isize
+        - g.padding[1] as isize;
+    let lo = (oy_lo * w) as isize;
+    let hi = (oy_hi * w) as isize;
+    let copy_lo = lo.max(-delta);
+    let copy_hi = hi.min(plane.len() as isize - delta);
+    if copy_lo < copy_hi {
+        let (a, b) = (copy_lo as usize, copy_hi as usize);
+        let src = (copy_lo + delta) as usize;
+        dst[a..b].copy_from_slice(&plane[src..src + (b - a)]);
+    }
+    // Everything the clipped copy skipped lies in the border columns zeroed here.
+    for oy in oy_lo..oy_hi {
+        let dst_row = &mut dst[oy * w..(oy + 1) * w];
+        dst_row[..first].fill(T::zero());
+        dst_row[end..].fill(T::zero());
     }
 }
 
