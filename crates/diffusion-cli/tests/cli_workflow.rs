@@ -386,7 +386,7 @@ fn user_mistakes_give_one_clear_line() {
 #[test]
 fn every_flag_has_help_text() {
     for command in [
-        "train", "sample", "forward", "denoise", "schedule", "plot", "info",
+        "train", "sample", "forward", "denoise", "schedule", "plot", "info", "bench",
     ] {
         let out = cli().args([command, "--help"]).output().unwrap();
         assert!(out.status.success());
@@ -542,4 +542,52 @@ fn image_folder_of_any_size_trains_with_image_size() {
     .unwrap();
     assert_eq!(config["model"]["image_size"], 16);
     assert_eq!(config["data"]["image_size"], 16);
+}
+
+#[test]
+fn bench_prints_one_json_object_with_the_measured_rates() {
+    let out = cli()
+        .args([
+            "bench",
+            "--batch-size",
+            "2",
+            "--train-steps",
+            "2",
+            "--warmup",
+            "1",
+        ])
+        .args(["--sample-batches", "1", "--ddim-steps", "2"])
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(report["preset"], "mnist");
+    assert_eq!(
+        report["params"], 268_017,
+        "the training preset's parameter count"
+    );
+    assert_eq!(report["threads"], 2);
+    assert_eq!(report["model"]["base_channels"], 16);
+    let rates = |key: &str| report[key].as_array().unwrap().clone();
+    assert_eq!(
+        rates("train_images_per_sec").len(),
+        2,
+        "one rate per measured step"
+    );
+    assert_eq!(
+        rates("sample_images_per_sec").len(),
+        1,
+        "one rate per measured batch"
+    );
+    for rate in rates("train_images_per_sec")
+        .iter()
+        .chain(&rates("sample_images_per_sec"))
+    {
+        assert!(rate.as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 0.0);
+
+    let out = cli().args(["bench", "--batch-size", "0"]).output().unwrap();
+    assert_one_line_error(&out, "--batch-size");
 }
