@@ -1,5 +1,5 @@
-//! 2D convolution (f32, f64) as one GEMM per image and group on a channel-major im2col buffer, for the
-//! forward pass and for both gradients.
+//! 2D convolution (f32, f64) as one GEMM per image and group on a channel-major im2col
+//! buffer, for the forward pass and for the three gradients.
 //!
 //! Layout: an image `x[c, h, w]` (NCHW, contiguous) becomes `col[(c, ki, kj), (oy, ox)]`
 //! (`k = c_in * kh * kw` rows of `p = out_h * out_w` columns). Then, per image `b`:
@@ -8,14 +8,16 @@
 //! - input gradient:   `dcol_b[k, p]   = wᵀ[k, c_out] · g_b[c_out, p]`, then `col2im` adds
 //!   `dcol_b` back onto `dx_b` (the adjoint of `im2col`)
 //! - weight gradient:  `dw[c_out, k]  += g_b[c_out, p] · col_bᵀ[p, k]`
+//! - bias gradient:    `db[c_out]      = Σ_b Σ_p g_b[c_out, p]`
 //!
 //! Transposes are expressed through GEMM strides, never materialized. Images run in parallel
 //! (rayon), each GEMM single-threaded; the weight gradient sums one partial per worker.
 //!
-//! This replaces, for `groups == 1`, burn's default conv backward (a transposed convolution
-//! for the input gradient and a convolution with batch and channels swapped for the weight
-//! gradient), both of which copy and re-lay-out whole activations, and the NHWC forward
-//! path's transposing copies in and out of each GEMM.
+//! `module.rs` routes every conv2d gradient here (all groups and dtypes), replacing burn's
+//! defaults (a transposed convolution for the input gradient, a convolution with batch and
+//! channels swapped for the weight gradient, a swap-and-reshape for the bias gradient), each
+//! of which copies and re-lays-out whole activations; and the forward of plain convolutions
+//! (groups 1, not pointwise), replacing the NHWC path's transposing copies around each GEMM.
 
 use alloc::vec;
 use alloc::vec::Vec;
