@@ -591,3 +591,16 @@ fn bench_prints_one_json_object_with_the_measured_rates() {
     let out = cli().args(["bench", "--batch-size", "0"]).output().unwrap();
     assert_one_line_error(&out, "--batch-size");
 }
+
+#[test]
+fn info_of_the_mnist_training_preset_describes_only_its_own_network() {
+    let out = cli().args(["info", "--preset", "mnist"]).output().unwrap();
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("parameters: 268017"), "{text}");
+    // The network preset `mnist` (base 32, 1.1M parameters) is another network.
+    assert!(!text.contains("1.1M params"), "{text}");
+    let out = cli().args(["info", "--preset", "mnist-residual"]).output().unwrap();
+    assert_success(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("network: "));
+}

@@ -49,7 +49,11 @@ fn preset_info(name: &str) -> Result<()> {
         },
     };
     println!("preset: {name}");
-    if let Some(description) = UNetConfig::preset_description(name) {
+    // The description belongs to the network preset of that name; a training preset of the
+    // same name (`mnist`) may use another network, which its printed config shows.
+    if train.is_none()
+        && let Some(description) = UNetConfig::preset_description(name)
+    {
         println!("network: {description}");
     }
     match &train {
