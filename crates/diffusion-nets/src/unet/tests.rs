@@ -280,14 +280,19 @@ fn dropout_only_in_training() {
     let c = eval.forward(xi.clone(), ti.clone(), None);
     let d = eval.forward(xi.clone(), ti.clone(), None);
     assert_eq!(c.into_data(), d.into_data());
-    // Without dropout, training and eval passes agree.
+    // Without dropout, training and eval passes agree: bit for bit in the convolutional and
+    // residual parts, to a few f32 ulps in attention, which the inner backend computes with
+    // its fused kernel and autodiff decomposes into matmul and softmax (seen: up to 1e-6 on
+    // outputs of magnitude 1, depending on the random weights).
     let plain = config
         .with_dropout(0.0)
         .init::<TestAutodiff>(&device)
         .unwrap();
     let train = plain.forward(x, t, None).inner();
     let eval = plain.valid().forward(xi, ti, None);
-    assert!(max_abs_diff(train, eval) < 1e-6);
+    let scale = eval.clone().abs().max().into_scalar().max(1.0);
+    let diff = max_abs_diff(train, eval);
+    assert!(diff <= 1e-5 * scale, "train and eval differ by {diff}");
 }
 
 #[test]
