@@ -92,6 +92,10 @@ where
 }
 
 /// `src.map(op)` into a new vector, split across rayon's threads like [`map_in_place`].
+///
+/// Each task maps one chunk with a plain slice loop, which the compiler vectorizes for a
+/// branch-free `op` (sigmoid, exp): rayon's `collect_into_vec` writes element by element
+/// through its consumer and stays scalar.
 fn map_collect<E, Op>(src: &[E], op: &Op) -> Vec<E>
 where
     E: Copy + Send + Sync,
@@ -100,11 +104,17 @@ where
     #[cfg(feature = "rayon")]
     if src.len() >= 4 * MAP_CHUNK {
         use rayon::prelude::*;
-        let mut out = Vec::with_capacity(src.len());
-        src.par_iter()
-            .with_min_len(MAP_CHUNK)
-            .map(|&x| op(x))
-            .collect_into_vec(&mut out);
+        let mut out: Vec<E> = Vec::with_capacity(src.len());
+        out.spare_capacity_mut()[..src.len()]
+            .par_chunks_mut(MAP_CHUNK)
+            .zip(src.par_chunks(MAP_CHUNK))
+            .for_each(|(dst, src)| {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    d.write(op(s));
+                }
+            });
+        // SAFETY: the chunks above cover `0..src.len()`, and every element was written.
+        unsafe { out.set_len(src.len()) };
         return out;
     }
     src.iter().map(|&x| op(x)).collect()
