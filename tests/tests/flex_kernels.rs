@@ -226,6 +226,39 @@ fn conv2d_forward_and_gradients_match_plain_loops_half_precision() {
     }
 }
 
+/// The weight gradient sums over the batch; that sum must not depend on how rayon happens to
+/// split the batch between threads, or a resumed run would drift from an uninterrupted one.
+#[test]
+fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
+    let c = case(32, 8, 16, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    let x = values(c.batch * c.c_in * c.h * c.w, 5);
+    let w = values(c.c_out * c.c_in * 9, 6);
+    let up = values(c.batch * c.c_out * c.h * c.w, 7);
+    let weight_grad = || {
+        let xt = param(&x, [c.batch, c.c_in, c.h, c.w], DType::F32);
+        let wt = param(&w, [c.c_out, c.c_in, 3, 3], DType::F32);
+        let upt = param(&up, [c.batch, c.c_out, c.h, c.w], DType::F32);
+        let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
+        let grads = (conv2d(xt, wt.clone(), None, options) * upt.detach())
+            .sum()
+            .backward();
+        wt.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap()
+    };
+    let in_pool = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(weight_grad)
+    };
+    let reference = in_pool(1);
+    for threads in [2, 3, 4, 2] {
+        let got = in_pool(threads);
+        let differing = got.iter().zip(&reference).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{threads} threads: {differing} elements differ");
+    }
+}
+
 /// `lhs op rhs` with numpy broadcasting, by index arithmetic on contiguous data.
 fn broadcast_reference(
     lhs: &[f32],

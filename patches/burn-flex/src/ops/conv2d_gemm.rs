@@ -11,7 +11,8 @@
 //! - bias gradient:    `db[c_out]      = Σ_b Σ_p g_b[c_out, p]`
 //!
 //! Transposes are expressed through GEMM strides, never materialized. Images run in parallel
-//! (rayon), each GEMM single-threaded; the weight gradient sums one partial per worker.
+//! (rayon), each GEMM single-threaded; the weight gradient sums a fixed number of partials
+//! in a fixed order, so that it is bit-for-bit reproducible.
 //!
 //! `module.rs` routes every conv2d gradient here (all groups and dtypes), replacing burn's
 //! defaults (a transposed convolution for the input gradient, a convolution with batch and
@@ -449,6 +450,10 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     tensor(dx, [g.batch, g.c_in, g.in_h, g.in_w])
 }
 
+/// Parts the batch is cut into for the weight gradient (see [`conv2d_weight_backward`]):
+/// enough to keep a few threads busy, few enough that the partial gradients stay small.
+const WEIGHT_GRAD_PARTS: usize = 8;
+
 /// Gradient of the convolution with respect to its weight.
 pub(crate) fn conv2d_weight_backward<T: Real>(
     x: FlexTensor,
@@ -473,33 +478,30 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
             gemm(co, k, p, dw_g, true, g_g, row_major(p), col, transposed(p));
         }
     };
-    let zeros = || (vec![T::zero(); g.c_out * k], vec![T::zero(); k * p]);
-    let dw = {
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-            (0..g.batch)
-                .into_par_iter()
-                .fold(zeros, |(mut dw, mut scratch), b| {
-                    accumulate(b, &mut dw, &mut scratch);
-                    (dw, scratch)
-                })
-                .map(|(dw, _)| dw)
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a = *a + b);
-                    a
-                })
-                .unwrap_or_else(|| zeros().0)
+    // The images are cut into a fixed number of consecutive parts, each summed in image
+    // order, and the parts' sums are added in part order: the same association on every run
+    // and with any number of threads (a rayon `fold` would make one partial per split, and
+    // splits follow work stealing, so the gradient's last bits would vary from run to run).
+    let parts = g.batch.clamp(1, WEIGHT_GRAD_PARTS);
+    let part_sum = |part: usize| {
+        let (mut dw, mut scratch) = (vec![T::zero(); g.c_out * k], vec![T::zero(); k * p]);
+        for b in part * g.batch / parts..(part + 1) * g.batch / parts {
+            accumulate(b, &mut dw, &mut scratch);
         }
-        #[cfg(not(feature = "rayon"))]
-        {
-            let (mut dw, mut scratch) = zeros();
-            for b in 0..g.batch {
-                accumulate(b, &mut dw, &mut scratch);
-            }
-            dw
-        }
+        dw
     };
+    #[cfg(feature = "rayon")]
+    let partials: Vec<Vec<T>> = {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().map(part_sum).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let partials: Vec<Vec<T>> = (0..parts).map(part_sum).collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().expect("at least one part");
+    for partial in partials {
+        dw.iter_mut().zip(&partial).for_each(|(a, &b)| *a = *a + b);
+    }
     tensor(dw, [g.c_out, g.c_in_g(), g.k_h, g.k_w])
 }
 
