@@ -9,6 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::fused::group_norm;
+
 /// Configuration of [`SpatialAttention`].
 #[derive(Config, Debug)]
 pub struct SpatialAttentionConfig {
@@ -70,9 +72,7 @@ impl<B: Backend> SpatialAttention<B> {
         let [batch, channels, height, width] = x.dims();
         let tokens = height * width;
         let head_dim = channels / self.heads;
-        let h = self
-            .group_norm
-            .forward(x.clone())
+        let h = group_norm(&self.group_norm, x.clone())
             .reshape([batch, channels, tokens])
             .swap_dims(1, 2); // [batch, tokens, channels]
         let split_heads = |t: Tensor<B, 3>| {

@@ -11,6 +11,8 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::fused::{group_norm, group_norm_silu};
+
 /// How the time (and label) embedding enters a residual block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeInjection {
@@ -113,7 +115,7 @@ impl<B: Backend> ResnetBlock<B> {
     /// - `temb`: `[batch, temb_channels]`
     /// - returns: `[batch, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone()))); // [batch, out, h, w]
+        let h = self.conv1.forward(group_norm_silu(&self.norm1, x.clone())); // [batch, out, h, w]
         let [batch, channels, _, _] = h.dims();
         // diffusers applies SiLU to the embedding inside every block, before the projection.
         let proj = self.time_emb_proj.forward(silu(temb)); // [batch, out or 2 * out]
@@ -121,12 +123,11 @@ impl<B: Backend> ResnetBlock<B> {
             let proj = proj.reshape([batch, 2 * channels, 1, 1]);
             let scale = proj.clone().narrow(1, 0, channels); // [batch, out, 1, 1]
             let shift = proj.narrow(1, channels, channels);
-            self.norm2.forward(h) * (scale + 1.0) + shift
+            silu(group_norm(&self.norm2, h) * (scale + 1.0) + shift)
         } else {
-            self.norm2
-                .forward(h + proj.reshape([batch, channels, 1, 1]))
+            group_norm_silu(&self.norm2, h + proj.reshape([batch, channels, 1, 1]))
         };
-        let h = self.conv2.forward(self.dropout.forward(silu(h)));
+        let h = self.conv2.forward(self.dropout.forward(h));
         if !self.residual {
             return h;
         }

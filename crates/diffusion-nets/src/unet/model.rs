@@ -3,7 +3,6 @@
 use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use diffusion_core::Denoiser;
@@ -11,6 +10,7 @@ use diffusion_core::Denoiser;
 use super::levels::{DownBlock, MidBlock, UpBlock};
 use crate::NetError;
 use crate::blocks::{LabelEmbedding, SinusoidalEmbedding, TimestepEmbedding};
+use crate::fused::group_norm_silu;
 
 /// A denoising U-Net (conv, residual or residual-attention), built by
 /// [`crate::UNetConfig::init`]. Field names follow diffusers' `UNet2DModel`.
@@ -93,7 +93,8 @@ impl<B: Backend> UNet<B> {
         }
 
         // 6. Head.
-        self.conv_out.forward(silu(self.conv_norm_out.forward(h))) // [batch, out, h, w]
+        self.conv_out
+            .forward(group_norm_silu(&self.conv_norm_out, h)) // [batch, out, h, w]
     }
 
     /// Checks shapes and label presence (no device sync): what must hold for `forward`

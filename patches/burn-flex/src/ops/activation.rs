@@ -164,7 +164,7 @@ impl ActivationOps<Flex> for Flex {
 /// `e^-x` comes from [`exp_f32`] (within 2 ulp); where it overflows (`x < -88.7`) the result
 /// is 0, where it underflows 1.
 #[inline]
-pub(crate) fn sigmoid_f32(x: f32) -> f32 {
+pub fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
@@ -174,7 +174,7 @@ pub(crate) fn sigmoid_f32(x: f32) -> f32 {
 /// relative error is within 2 ulp; above it the result is infinity, below it 0 (subnormal
 /// results are flushed), and NaN stays NaN.
 #[inline]
-pub(crate) fn exp_f32(x: f32) -> f32 {
+pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

@@ -1,0 +1,109 @@
+//! GroupNorm followed by SiLU (every residual block and the head), and GroupNorm alone
+//! (attention), as one fused operation where a kernel exists, burn's ops everywhere else.
+//!
+//! burn 0.21 composes `GroupNorm` from about ten element-wise and reduction ops, and SiLU from
+//! two more; on the CPU each is a pass over the whole activation with a new buffer, and under
+//! autodiff each keeps its inputs for a backward pass of its own. On `Flex` and
+//! `Autodiff<Flex>`, [`group_norm_silu`] runs [`kernel`]'s two sweeps forward and two backward
+//! instead (a custom autodiff node, see [`autodiff`]). On every other backend (WGPU, CUDA,
+//! another checkpointing strategy, f16 tensors) it is `silu(norm.forward(x))`, as before.
+//!
+//! The choice is made at run time by type, so that the nets stay generic over
+//! `B: Backend` with no extra bound on users' backends.
+
+mod autodiff;
+mod flex;
+mod kernel;
+#[cfg(test)]
+mod tests;
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Autodiff;
+use burn::nn::GroupNorm;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_flex::Flex;
+use burn_flex::FlexTensor;
+
+use autodiff::AutodiffFlexTensor;
+use flex::Params;
+
+/// `silu(norm.forward(x))`, fused on the CPU backend.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]` with `channels == norm.num_channels`
+/// - returns: the same shape
+pub fn group_norm_silu<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused(norm, x, true).unwrap_or_else(|x| silu(norm.forward(x)))
+}
+
+/// `norm.forward(x)`, fused on the CPU backend.
+///
+/// # Shapes
+/// As [`group_norm_silu`].
+pub fn group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused(norm, x, false).unwrap_or_else(|x| norm.forward(x))
+}
+
+/// Moves a value into the type it is known (by `TypeId`) to be.
+fn cast<T: 'static, U: 'static>(value: T) -> U {
+    *(Box::new(value) as Box<dyn Any>)
+        .downcast::<U>()
+        .expect("cast between types checked equal")
+}
+
+fn is<B: 'static, T: 'static>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<T>()
+}
+
+/// The fused op where a kernel applies, else `x` back untouched.
+fn fused<B: Backend>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, 4>,
+    silu: bool,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
+        return Err(x);
+    };
+    if x.dims()[1] != norm.num_channels || !(is::<B, Flex>() || is::<B, Autodiff<Flex>>()) {
+        return Err(x);
+    }
+    let params = Params {
+        groups: norm.num_groups,
+        eps: norm.epsilon as f32,
+        silu,
+    };
+    let primitive = |t: Tensor<B, 1>| match t.into_primitive() {
+        TensorPrimitive::Float(t) => t,
+        TensorPrimitive::QFloat(_) => unreachable!("norm parameters are never quantized"),
+    };
+    let TensorPrimitive::Float(x_p) = x.clone().into_primitive() else {
+        return Err(x);
+    };
+    let (gamma_p, beta_p) = (primitive(gamma.val()), primitive(beta.val()));
+    let out: B::FloatTensorPrimitive = if is::<B, Flex>() {
+        let (x_p, gamma_p, beta_p): (FlexTensor, FlexTensor, FlexTensor) =
+            (cast(x_p), cast(gamma_p), cast(beta_p));
+        if !flex::supported(&x_p, &gamma_p, &beta_p, params) {
+            return Err(x);
+        }
+        drop(x); // so that the kernel may write into x's buffer if nothing else holds it
+        cast(flex::forward_owned(x_p, &gamma_p, &beta_p, params))
+    } else {
+        let (x_p, gamma_p, beta_p): (AutodiffFlexTensor, AutodiffFlexTensor, AutodiffFlexTensor) =
+            (cast(x_p), cast(gamma_p), cast(beta_p));
+        if !flex::supported(
+            &x_p.primitive,
+            &gamma_p.primitive,
+            &beta_p.primitive,
+            params,
+        ) {
+            return Err(x);
+        }
+        drop(x);
+        cast(autodiff::forward(x_p, gamma_p, beta_p, params))
+    };
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
