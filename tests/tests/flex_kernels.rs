@@ -242,7 +242,11 @@ fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
         let grads = (conv2d(xt, wt.clone(), None, options) * upt.detach())
             .sum()
             .backward();
-        wt.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap()
+        wt.grad(&grads)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
     };
     let in_pool = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
@@ -255,7 +259,10 @@ fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
     for threads in [2, 3, 4, 2] {
         let got = in_pool(threads);
         let differing = got.iter().zip(&reference).filter(|(a, b)| a != b).count();
-        assert_eq!(differing, 0, "{threads} threads: {differing} elements differ");
+        assert_eq!(
+            differing, 0,
+            "{threads} threads: {differing} elements differ"
+        );
     }
 }
 

@@ -600,7 +600,10 @@ fn info_of_the_mnist_training_preset_describes_only_its_own_network() {
     assert!(text.contains("parameters: 268017"), "{text}");
     // The network preset `mnist` (base 32, 1.1M parameters) is another network.
     assert!(!text.contains("1.1M params"), "{text}");
-    let out = cli().args(["info", "--preset", "mnist-residual"]).output().unwrap();
+    let out = cli()
+        .args(["info", "--preset", "mnist-residual"])
+        .output()
+        .unwrap();
     assert_success(&out);
     assert!(String::from_utf8(out.stdout).unwrap().contains("network: "));
 }
