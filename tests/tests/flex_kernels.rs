@@ -1,5 +1,5 @@
 //! The kernels our patched burn-flex (`patches/burn-flex`, see `patches/README.md`) replaces,
-//! against plain loops written here: 2D convolution forward and both gradients (through
+//! against plain loops written here: 2D convolution forward and all three gradients (through
 //! `Autodiff<Flex>`, as training uses them), and element-wise binary ops on broadcast,
 //! permuted, flipped and sliced operands.
 //!
@@ -188,8 +188,9 @@ fn check_conv(c: Case, dtype: DType, rel: f64) {
 /// The shapes a U-Net uses (3x3 same, stride-2 down, 1x1 shortcut) and the awkward ones:
 /// rectangular kernels and images, dilation, padding larger than the kernel reach, strides
 /// that drop input rows (the input gradient must be zero there), groups, depthwise, and
-/// "same" convolutions with dilation or a rectangular kernel (the shifted-plane im2col).
-const CASES: [Case; 10] = [
+/// "same" convolutions with dilation or a rectangular kernel (the shifted-plane im2col), and
+/// a stride-1 padding beyond the kernel's reach (its input gradient cannot be a convolution).
+const CASES: [Case; 11] = [
     // batch, c_in, c_out, [h, w], kernel, stride, padding, dilation, groups
     case(2, 3, 4, [7, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(3, 4, 6, [8, 8], [3, 3], [2, 2], [1, 1], [1, 1], 1),
@@ -201,6 +202,7 @@ const CASES: [Case; 10] = [
     case(2, 16, 32, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(2, 3, 2, [6, 7], [3, 3], [1, 1], [2, 2], [2, 2], 1),
     case(2, 2, 3, [5, 9], [3, 5], [1, 1], [1, 2], [1, 1], 1),
+    case(2, 3, 2, [5, 4], [3, 3], [1, 1], [3, 2], [1, 1], 1),
 ];
 
 #[test]

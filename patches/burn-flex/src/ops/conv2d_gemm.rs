@@ -5,8 +5,10 @@
 //! (`k = c_in * kh * kw` rows of `p = out_h * out_w` columns). Then, per image `b`:
 //!
 //! - forward:          `y_b[c_out, p]  = w[c_out, k] · col_b[k, p]`   (written straight into NCHW)
-//! - input gradient:   `dcol_b[k, p]   = wᵀ[k, c_out] · g_b[c_out, p]`, then `col2im` adds
-//!   `dcol_b` back onto `dx_b` (the adjoint of `im2col`)
+//! - input gradient:   for stride 1, the forward convolution of `g` with the flipped,
+//!   channel-swapped kernel (see [`conv2d_x_backward`]); otherwise
+//!   `dcol_b[k, p] = wᵀ[k, c_out] · g_b[c_out, p]`, then `col2im` adds `dcol_b` back onto
+//!   `dx_b` (the adjoint of `im2col`)
 //! - weight gradient:  `dw[c_out, k]  += g_b[c_out, p] · col_bᵀ[p, k]`
 //! - bias gradient:    `db[c_out]      = Σ_b Σ_p g_b[c_out, p]`
 //!
@@ -136,6 +138,34 @@ impl Geometry {
     }
 }
 
+/// Where each kernel offset reads inside the image, worked out once per convolution instead
+/// of once per channel and image (the divisions in [`Geometry::valid_columns`] were a few
+/// percent of a forward pass).
+struct Spans {
+    /// Per kernel column `kj`: [`Geometry::valid_columns`].
+    cols: Vec<(usize, usize, usize)>,
+    /// Per kernel row `ki`: the output rows `oy_lo..oy_hi` whose input row is in the image
+    /// (a range, since the input row grows with `oy`).
+    rows: Vec<(usize, usize)>,
+}
+
+impl Spans {
+    fn new(g: &Geometry) -> Self {
+        let rows = (0..g.k_h)
+            .map(|ki| {
+                let inside = |oy: usize| g.input_row(oy, ki).is_some();
+                let lo = (0..g.out_h).find(|&oy| inside(oy)).unwrap_or(g.out_h);
+                let hi = (lo..g.out_h).find(|&oy| !inside(oy)).unwrap_or(g.out_h);
+                (lo, hi)
+            })
+            .collect();
+        Self {
+            cols: (0..g.k_w).map(|kj| g.valid_columns(kj)).collect(),
+            rows,
+        }
+    }
+}
+
 /// Contiguous data of a tensor (copied only when strided), with its element range.
 fn contiguous(t: &FlexTensor) -> (FlexTensor, usize, usize) {
     let t = t.to_contiguous();
@@ -147,28 +177,28 @@ fn contiguous(t: &FlexTensor) -> (FlexTensor, usize, usize) {
 }
 
 /// Writes the channels of one group of image `x_b` (`[c_in_g, in_h, in_w]`) as the `[k, p]`
-/// im2col matrix into `col`.
-fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
+/// im2col matrix into `col`. Every element of `col` is written.
+fn im2col<T: Real>(g: &Geometry, spans: &Spans, x_b: &[T], col: &mut [T]) {
     let p = g.p();
     let mut row = 0;
     let same_width = g.stride == [1, 1] && g.out_w == g.in_w;
     for c in 0..g.c_in_g() {
         let plane = &x_b[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
         for ki in 0..g.k_h {
+            let (oy_lo, oy_hi) = spans.rows[ki];
             for kj in 0..g.k_w {
-                let (first, end, ix0) = g.valid_columns(kj);
+                let (first, end, ix0) = spans.cols[kj];
                 let dst_row = &mut col[row * p..(row + 1) * p];
+                row += 1;
                 if same_width {
-                    shifted_plane(g, plane, ki, kj, (first, end), dst_row);
-                    row += 1;
+                    shifted_plane(g, plane, (ki, kj), (oy_lo, oy_hi), (first, end), dst_row);
                     continue;
                 }
-                for oy in 0..g.out_h {
+                dst_row[..oy_lo * g.out_w].fill(T::zero());
+                dst_row[oy_hi * g.out_w..].fill(T::zero());
+                for oy in oy_lo..oy_hi {
                     let dst = &mut dst_row[oy * g.out_w..(oy + 1) * g.out_w];
-                    let Some(iy) = g.input_row(oy, ki) else {
-                        dst.fill(T::zero());
-                        continue;
-                    };
+                    let iy = oy * g.stride[0] + ki * g.dilation[0] - g.padding[0];
                     let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
                     dst[..first].fill(T::zero());
                     dst[end..].fill(T::zero());
@@ -180,7 +210,6 @@ fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
                         }
                     }
                 }
-                row += 1;
             }
         }
     }
@@ -196,15 +225,12 @@ fn im2col<T: Real>(g: &Geometry, x_b: &[T], col: &mut [T]) {
 fn shifted_plane<T: Real>(
     g: &Geometry,
     plane: &[T],
-    ki: usize,
-    kj: usize,
+    (ki, kj): (usize, usize),
+    (oy_lo, oy_hi): (usize, usize),
     (first, end): (usize, usize),
     dst: &mut [T],
 ) {
     let w = g.out_w;
-    let rows = |oy: usize| g.input_row(oy, ki).is_some();
-    let oy_lo = (0..g.out_h).find(|&oy| rows(oy)).unwrap_or(g.out_h);
-    let oy_hi = (oy_lo..g.out_h).find(|&oy| !rows(oy)).unwrap_or(g.out_h);
     dst[..oy_lo * w].fill(T::zero());
     dst[oy_hi * w..].fill(T::zero());
     if oy_lo == oy_hi {
@@ -233,19 +259,18 @@ fn shifted_plane<T: Real>(
 
 /// Adds the `[k, p]` matrix `col` back onto one group of image `dx_b` (the adjoint of
 /// [`im2col`]).
-fn col2im<T: Real>(g: &Geometry, col: &[T], dx_b: &mut [T]) {
+fn col2im<T: Real>(g: &Geometry, spans: &Spans, col: &[T], dx_b: &mut [T]) {
     let p = g.p();
     let mut row = 0;
     for c in 0..g.c_in_g() {
         let plane = &mut dx_b[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
         for ki in 0..g.k_h {
+            let (oy_lo, oy_hi) = spans.rows[ki];
             for kj in 0..g.k_w {
-                let (first, end, ix0) = g.valid_columns(kj);
+                let (first, end, ix0) = spans.cols[kj];
                 let src_row = &col[row * p..(row + 1) * p];
-                for oy in 0..g.out_h {
-                    let Some(iy) = g.input_row(oy, ki) else {
-                        continue;
-                    };
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.stride[0] + ki * g.dilation[0] - g.padding[0];
                     let src = &src_row[oy * g.out_w + first..oy * g.out_w + end];
                     let dst = &mut plane[iy * g.in_w..(iy + 1) * g.in_w];
                     if g.stride[1] == 1 {
@@ -333,8 +358,20 @@ fn gemm<T: Real>(
     }
 }
 
+/// A buffer of `len` elements for a caller that writes every one of them before reading any
+/// (a GEMM output with `accumulate = false`, an im2col matrix): no zeroing pass.
+#[allow(clippy::uninit_vec)]
+fn uninit<T: Real>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: `T` is f32 or f64 (any bit pattern is a value), and callers write every element
+    // before reading it.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Runs `f(b, out_b, scratch)` for every image `b`, `out` split into `batch` equal parts,
-/// in parallel when rayon is enabled. `scratch` is a reusable buffer of `scratch_len`.
+/// in parallel when rayon is enabled. `scratch` is a buffer of `scratch_len` elements,
+/// reused between images and uninitialized at first: `f` writes before it reads.
 fn per_image<T: Real>(
     out: &mut [T],
     batch: usize,
@@ -349,13 +386,13 @@ fn per_image<T: Real>(
     {
         use rayon::prelude::*;
         out.par_chunks_mut(chunk).enumerate().for_each_init(
-            || vec![T::zero(); scratch_len],
+            || uninit(scratch_len),
             |scratch, (b, out_b)| f(b, out_b, scratch),
         );
     }
     #[cfg(not(feature = "rayon"))]
     {
-        let mut scratch = vec![T::zero(); scratch_len];
+        let mut scratch = uninit(scratch_len);
         for (b, out_b) in out.chunks_mut(chunk).enumerate() {
             f(b, out_b, &mut scratch);
         }
@@ -372,13 +409,19 @@ fn tensor<T: Real>(data: Vec<T>, shape: [usize; 4]) -> FlexTensor {
 
 /// The im2col matrix of group `group` of image `x_b`: `x_b` itself for 1x1 convolutions,
 /// else written into `scratch`.
-fn columns<'a, T: Real>(g: &Geometry, x_b: &'a [T], group: usize, scratch: &'a mut [T]) -> &'a [T] {
+fn columns<'a, T: Real>(
+    g: &Geometry,
+    spans: &Spans,
+    x_b: &'a [T],
+    group: usize,
+    scratch: &'a mut [T],
+) -> &'a [T] {
     let plane = g.in_h * g.in_w;
     let x_g = &x_b[group * g.c_in_g() * plane..(group + 1) * g.c_in_g() * plane];
     if g.col_is_image() {
         x_g
     } else {
-        im2col(g, x_g, scratch);
+        im2col(g, spans, x_g, scratch);
         scratch
     }
 }
@@ -391,6 +434,7 @@ pub(crate) fn conv2d<T: Real>(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let spans = Spans::new(&g);
     let (x, xs, xe) = contiguous(&x);
     let (w, ws, we) = contiguous(&weight);
     let x_data = &x.storage::<T>()[xs..xe];
@@ -399,11 +443,12 @@ pub(crate) fn conv2d<T: Real>(
     let bias_data = bias.as_ref().map(|(b, s, e)| &b.storage::<T>()[*s..*e]);
     let (k, p, co) = (g.k(), g.p(), g.c_out_g());
 
-    let mut out = vec![T::zero(); g.batch * g.c_out * p];
+    // Every element is written by its group's GEMM (which does not read it).
+    let mut out = uninit(g.batch * g.c_out * p);
     per_image(&mut out, g.batch, k * p, |b, y_b, scratch| {
         let x_b = &x_data[b * g.in_image()..(b + 1) * g.in_image()];
         for group in 0..g.groups {
-            let col = columns(&g, x_b, group, scratch);
+            let col = columns(&g, &spans, x_b, group, scratch);
             let w_g = &w_data[group * co * k..(group + 1) * co * k];
             let y_g = &mut y_b[group * co * p..(group + 1) * co * p];
             gemm(co, p, k, y_g, false, w_g, row_major(k), col, row_major(p));
@@ -418,6 +463,13 @@ pub(crate) fn conv2d<T: Real>(
 }
 
 /// Gradient of the convolution with respect to its input.
+///
+/// For stride 1 (and padding within the kernel's reach), this is itself a convolution: of the
+/// output gradient, padded by `dilation * (k - 1) - padding`, with the kernel flipped in both
+/// spatial dimensions and its channel axes swapped. That goes through [`conv2d`], whose GEMM
+/// has `c_out * kh * kw` terms per output, instead of the `c_out` of `wᵀ · g` followed by
+/// the scatter-add of `col2im` (a GEMM of poor arithmetic intensity when `c_out` is small,
+/// as at a U-Net's outer levels).
 pub(crate) fn conv2d_x_backward<T: Real>(
     x_shape: &Shape,
     weight: FlexTensor,
@@ -425,6 +477,25 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let g = Geometry::new(x_shape, weight.layout().shape(), options);
+    let reach = |i: usize| options.dilation[i] * ([g.k_h, g.k_w][i] - 1);
+    // With very few input channels the convolution's GEMM has too few rows to pay (the
+    // first layer of a net, whose input gradient is rarely needed anyway).
+    let as_convolution = g.groups == 1
+        && g.c_in >= 8
+        && g.stride == [1, 1]
+        && !g.col_is_image()
+        && (0..2).all(|i| options.padding[i] <= reach(i));
+    if as_convolution {
+        let flipped = flipped_transposed::<T>(&weight, &g);
+        let options = ConvOptions::new(
+            [1, 1],
+            [reach(0) - options.padding[0], reach(1) - options.padding[1]],
+            options.dilation,
+            1,
+        );
+        return conv2d::<T>(output_grad, flipped, None, &options);
+    }
+    let spans = Spans::new(&g);
     let (w, ws, we) = contiguous(&weight);
     let (gr, gs, ge) = contiguous(&output_grad);
     let w_data = &w.storage::<T>()[ws..we];
@@ -432,6 +503,8 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     let (k, p, co) = (g.k(), g.p(), g.c_out_g());
     let plane = g.in_h * g.in_w;
 
+    // col2im adds into dx, which must start at zero (a 1x1 GEMM writes it whole, but that is
+    // the rarer case).
     let mut dx = vec![T::zero(); g.batch * g.in_image()];
     per_image(&mut dx, g.batch, k * p, |b, dx_b, dcol| {
         for group in 0..g.groups {
@@ -443,11 +516,31 @@ pub(crate) fn conv2d_x_backward<T: Real>(
                 gemm(k, p, co, dx_g, false, w_g, transposed(k), g_g, row_major(p));
             } else {
                 gemm(k, p, co, dcol, false, w_g, transposed(k), g_g, row_major(p));
-                col2im(&g, dcol, dx_g);
+                col2im(&g, &spans, dcol, dx_g);
             }
         }
     });
     tensor(dx, [g.batch, g.c_in, g.in_h, g.in_w])
+}
+
+/// `w'[ci, co, i, j] = w[co, ci, kh - 1 - i, kw - 1 - j]`: the kernel of the input gradient
+/// as a convolution (groups 1).
+fn flipped_transposed<T: Real>(weight: &FlexTensor, g: &Geometry) -> FlexTensor {
+    let (w, ws, we) = contiguous(weight);
+    let w_data = &w.storage::<T>()[ws..we];
+    let (kh, kw) = (g.k_h, g.k_w);
+    let mut out = uninit(w_data.len());
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    out[((ci * g.c_out + co) * kh + i) * kw + j] =
+                        w_data[((co * g.c_in + ci) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+                }
+            }
+        }
+    }
+    tensor(out, [g.c_in, g.c_out, kh, kw])
 }
 
 /// Parts the batch is cut into for the weight gradient (see [`conv2d_weight_backward`]):
@@ -462,6 +555,7 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight_shape, options);
+    let spans = Spans::new(&g);
     let (x, xs, xe) = contiguous(&x);
     let (gr, gs, ge) = contiguous(&output_grad);
     let x_data = &x.storage::<T>()[xs..xe];
@@ -472,10 +566,12 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     let accumulate = |b: usize, dw: &mut [T], scratch: &mut [T]| {
         let x_b = &x_data[b * g.in_image()..(b + 1) * g.in_image()];
         for group in 0..g.groups {
-            let col = columns(&g, x_b, group, scratch);
+            let col = columns(&g, &spans, x_b, group, scratch);
             let g_g = &g_data[(b * g.c_out + group * co) * p..(b * g.c_out + (group + 1) * co) * p];
+            // Accumulated transposed, `dwᵀ[k, c_out] += col_b[k, p] · g_bᵀ[p, c_out]`: gemm
+            // then runs with the `k` rows of the im2col matrix as its long dimension.
             let dw_g = &mut dw[group * co * k..(group + 1) * co * k];
-            gemm(co, k, p, dw_g, true, g_g, row_major(p), col, transposed(p));
+            gemm(k, co, p, dw_g, true, col, row_major(p), g_g, transposed(p));
         }
     };
     // The images are cut into a fixed number of consecutive parts, each summed in image
@@ -484,7 +580,7 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     // splits follow work stealing, so the gradient's last bits would vary from run to run).
     let parts = g.batch.clamp(1, WEIGHT_GRAD_PARTS);
     let part_sum = |part: usize| {
-        let (mut dw, mut scratch) = (vec![T::zero(); g.c_out * k], vec![T::zero(); k * p]);
+        let (mut dw, mut scratch) = (vec![T::zero(); g.c_out * k], uninit(k * p));
         for b in part * g.batch / parts..(part + 1) * g.batch / parts {
             accumulate(b, &mut dw, &mut scratch);
         }
@@ -502,7 +598,16 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     for partial in partials {
         dw.iter_mut().zip(&partial).for_each(|(a, &b)| *a = *a + b);
     }
-    tensor(dw, [g.c_out, g.c_in_g(), g.k_h, g.k_w])
+    // Each group's block from [k, c_out_g] to [c_out_g, k].
+    let mut out = uninit(dw.len());
+    for (block, out_block) in dw.chunks_exact(co * k).zip(out.chunks_exact_mut(co * k)) {
+        for (kk, row) in block.chunks_exact(co).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                out_block[c * k + kk] = v;
+            }
+        }
+    }
+    tensor(out, [g.c_out, g.c_in_g(), g.k_h, g.k_w])
 }
 
 /// Gradient of the convolution with respect to its bias: the output gradient summed over
