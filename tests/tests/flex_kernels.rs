@@ -268,6 +268,60 @@ fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
     }
 }
 
+/// The convolution reads channel slices of a larger tensor (and gradients that are such
+/// slices, as `cat`'s backward hands out) in place; the results must be the ones of the same
+/// values laid out contiguously.
+#[test]
+fn conv2d_on_channel_slices_matches_contiguous_copies() {
+    let device = Default::default();
+    let (batch, c_full, c_in, c_out, h, w) = (3, 7, 3, 4, 6, 5);
+    let full = Tensor::<AD, 1>::from_data(
+        TensorData::new(values(batch * c_full * h * w, 8), [batch * c_full * h * w]),
+        &device,
+    )
+    .reshape([batch, c_full, h, w]);
+    let weight = param(
+        &values(c_out * c_in * 9, 9),
+        [c_out, c_in, 3, 3],
+        DType::F32,
+    );
+    let bias = param(&values(c_out, 10), [c_out], DType::F32);
+    let up = Tensor::<AD, 1>::from_data(
+        TensorData::new(
+            values(batch * 2 * c_out * h * w, 11),
+            [batch * 2 * c_out * h * w],
+        ),
+        &device,
+    )
+    .reshape([batch, 2 * c_out, h, w]);
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let run = |contiguous: bool| {
+        let x = full.clone().detach().require_grad();
+        let (w, b) = (
+            weight.clone().detach().require_grad(),
+            bias.clone().detach().require_grad(),
+        );
+        let mut slice = x.clone().narrow(1, 2, c_in);
+        let mut upstream = up.clone();
+        if contiguous {
+            slice = slice + 0.0;
+            upstream = upstream + 0.0;
+        }
+        let y = conv2d(slice, w.clone(), Some(b.clone()), options.clone());
+        // cat's backward gives the convolution a channel slice of `upstream`'s gradient.
+        let z = Tensor::cat(vec![y.clone(), y.clone().detach() * 0.0], 1);
+        let grads = (z * upstream.detach()).sum().backward();
+        let data = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+        (
+            data(y.inner()),
+            data(x.grad(&grads).unwrap()),
+            data(w.grad(&grads).unwrap()),
+            b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
+        )
+    };
+    assert_eq!(run(false), run(true));
+}
+
 /// `lhs op rhs` with numpy broadcasting, by index arithmetic on contiguous data.
 fn broadcast_reference(
     lhs: &[f32],
