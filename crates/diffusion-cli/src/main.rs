@@ -62,6 +62,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    die_quietly_on_closed_pipe();
     keep_freed_memory();
     init_logging();
     let cli = Cli::parse();
@@ -83,6 +84,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", chain.join(": "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores: output piped into a
+/// reader that stops early (`diffusion-cli info --run r | head`) then ends the process
+/// quietly, as it does for other Unix tools, instead of `println!` panicking with a backtrace
+/// or a command printing "Broken pipe" as its error.
+#[allow(unsafe_code)]
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with a valid signal number and `SIG_DFL`, before any other thread
+    // exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

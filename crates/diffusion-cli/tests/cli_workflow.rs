@@ -607,3 +607,42 @@ fn info_of_the_mnist_training_preset_describes_only_its_own_network() {
     assert_success(&out);
     assert!(String::from_utf8(out.stdout).unwrap().contains("network: "));
 }
+
+/// Output piped into a reader that stops early (`| head`) ends the process quietly, like any
+/// Unix tool: no panic, no "Broken pipe" error line. 100,000 CSV rows overflow the pipe's
+/// buffer, so the write fails whenever the reader closes.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    for args in [
+        &["schedule", "--format", "csv", "--timesteps", "100000"][..],
+        &["info", "--preset", "cifar10-ddpm"][..],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("diffusion-cli"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        // Killed by SIGPIPE, or done before the reader closed (info's output is short).
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
