@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""PyTorch's side of `cargo bench -p diffusion-tests --bench flex_conv`: the `mnist` preset's
+3x3 convolutions, batch 32, forward and both gradients, in milliseconds (best of five runs of
+ten calls) and GFLOP/s. Run with the same thread count: `python3 scripts/bench/torch_conv.py
+--threads 2`. Never part of CI."""
+
+import argparse
+import time
+
+import torch
+
+BATCH = 32
+SHAPES = [(1, 16, 28, 1), (16, 16, 28, 1), (16, 16, 28, 2), (16, 32, 14, 1), (32, 32, 14, 1),
+          (32, 32, 7, 1), (64, 32, 7, 1), (64, 32, 14, 1), (48, 16, 28, 1), (32, 16, 28, 1)]
+
+
+def seconds(f):
+    f()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            f()
+        best = min(best, (time.perf_counter() - start) / 10)
+    return best
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
+    torch.set_num_threads(p.parse_args().threads)
+    print(f"threads: {torch.get_num_threads()}, batch {BATCH}, torch {torch.__version__}")
+    totals = [0.0, 0.0, 0.0]
+    for c_in, c_out, size, stride in SHAPES:
+        out = (size + 2 - 3) // stride + 1
+        flops = 2.0 * BATCH * c_out * out * out * c_in * 9
+        x = torch.rand(BATCH, c_in, size, size)
+        w = torch.rand(c_out, c_in, 3, 3)
+        b = torch.rand(c_out)
+        g = torch.rand(BATCH, c_out, out, out)
+        grads = torch.ops.aten.convolution_backward
+        args = dict(bias_sizes=[c_out], stride=[stride] * 2, padding=[1, 1], dilation=[1, 1],
+                    transposed=False, output_padding=[0, 0], groups=1)
+        with torch.no_grad():
+            times = [
+                seconds(lambda: torch.nn.functional.conv2d(x, w, b, stride, 1)),
+                seconds(lambda: grads(g, x, w, output_mask=[True, False, False], **args)),
+                seconds(lambda: grads(g, x, w, output_mask=[False, True, False], **args)),
+            ]
+        cells = [f"{t * 1e3:6.2f} ms {flops / t / 1e9:6.1f} GF/s" for t in times]
+        print(f"{c_in:3} -> {c_out:3}, {size:2}x{size:2}, stride {stride}: forward {cells[0]} | "
+              f"input grad {cells[1]} | weight grad {cells[2]}")
+        totals = [a + t for a, t in zip(totals, times)]
+    print(f"total: forward {totals[0] * 1e3:.2f} ms, input grad {totals[1] * 1e3:.2f} ms, "
+          f"weight grad {totals[2] * 1e3:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
