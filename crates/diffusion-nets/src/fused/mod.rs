@@ -75,14 +75,19 @@ fn fused<B: Backend>(
         eps: norm.epsilon as f32,
         silu,
     };
-    let primitive = |t: Tensor<B, 1>| match t.into_primitive() {
-        TensorPrimitive::Float(t) => t,
-        TensorPrimitive::QFloat(_) => unreachable!("norm parameters are never quantized"),
-    };
-    let TensorPrimitive::Float(x_p) = x.clone().into_primitive() else {
+    // Quantized tensors take burn's ops.
+    let (
+        TensorPrimitive::Float(x_p),
+        TensorPrimitive::Float(gamma_p),
+        TensorPrimitive::Float(beta_p),
+    ) = (
+        x.clone().into_primitive(),
+        gamma.val().into_primitive(),
+        beta.val().into_primitive(),
+    )
+    else {
         return Err(x);
     };
-    let (gamma_p, beta_p) = (primitive(gamma.val()), primitive(beta.val()));
     let out: B::FloatTensorPrimitive = if is::<B, Flex>() {
         let (x_p, gamma_p, beta_p): (FlexTensor, FlexTensor, FlexTensor) =
             (cast(x_p), cast(gamma_p), cast(beta_p));
