@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch's side of `cargo bench -p diffusion-tests --bench flex_conv`: the `mnist` preset's
-3x3 convolutions, batch 32, forward and both gradients, in milliseconds (best of five runs of
-ten calls) and GFLOP/s. Run with the same thread count: `python3 scripts/bench/torch_conv.py
---threads 2`. Never part of CI."""
+"""PyTorch's side of `cargo bench -p diffusion-tests --bench flex_conv`: a preset's 3x3
+convolutions (`mnist` or `cifar10`), batch 32, forward and both gradients, in milliseconds
+(best of five runs of ten calls) and GFLOP/s. Run with the same thread count: `python3
+scripts/bench/torch_conv.py --threads 2 [--preset cifar10]`. Never part of CI."""
 
 import argparse
 import time
@@ -10,8 +10,12 @@ import time
 import torch
 
 BATCH = 32
-SHAPES = [(1, 16, 28, 1), (16, 16, 28, 1), (16, 16, 28, 2), (16, 32, 14, 1), (32, 32, 14, 1),
+MNIST = [(1, 16, 28, 1), (16, 16, 28, 1), (16, 16, 28, 2), (16, 32, 14, 1), (32, 32, 14, 1),
           (32, 32, 7, 1), (64, 32, 7, 1), (64, 32, 14, 1), (48, 16, 28, 1), (32, 16, 28, 1)]
+CIFAR10 = [(3, 64, 32, 1), (64, 64, 32, 1), (64, 64, 32, 2), (64, 128, 16, 1), (128, 128, 16, 1),
+           (128, 128, 16, 2), (128, 128, 8, 1), (128, 128, 8, 2), (128, 128, 4, 1),
+           (256, 128, 4, 1), (256, 128, 8, 1), (256, 128, 16, 1), (192, 128, 16, 1),
+           (128, 128, 32, 1), (192, 64, 32, 1), (128, 64, 32, 1), (64, 3, 32, 1)]
 
 
 def seconds(f):
@@ -28,10 +32,14 @@ def seconds(f):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
-    torch.set_num_threads(p.parse_args().threads)
-    print(f"threads: {torch.get_num_threads()}, batch {BATCH}, torch {torch.__version__}")
+    p.add_argument("--preset", choices=["mnist", "cifar10"], default="mnist",
+                   help="whose convolutions (default: mnist)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{args.preset}, threads: {torch.get_num_threads()}, batch {BATCH}, "
+          f"torch {torch.__version__}")
     totals = [0.0, 0.0, 0.0]
-    for c_in, c_out, size, stride in SHAPES:
+    for c_in, c_out, size, stride in MNIST if args.preset == "mnist" else CIFAR10:
         out = (size + 2 - 3) // stride + 1
         flops = 2.0 * BATCH * c_out * out * out * c_in * 9
         x = torch.rand(BATCH, c_in, size, size)

@@ -1,8 +1,10 @@
-//! Time of each convolution of the `mnist` preset's U-Net on the CPU backend, forward and
-//! both gradients, batch 32: milliseconds (the best of five runs of ten calls) and GFLOP/s.
-//! `scripts/bench/torch_conv.py` prints the same table for PyTorch.
+//! Time of each 3x3 convolution of a preset's U-Net (`mnist`, or `cifar10` when given as the
+//! argument) on the CPU backend, forward and both gradients, batch 32: milliseconds (the best
+//! of five runs of ten calls) and GFLOP/s. `scripts/bench/torch_conv.py` prints the same
+//! table for PyTorch.
 //!
-//! `cargo bench -p diffusion-tests --bench flex_conv` (threads: `RAYON_NUM_THREADS`).
+//! `cargo bench -p diffusion-tests --bench flex_conv [-- cifar10]` (threads:
+//! `RAYON_NUM_THREADS`).
 
 use std::time::Instant;
 
@@ -13,8 +15,8 @@ use burn::tensor::{Distribution, Tensor};
 
 const BATCH: usize = 32;
 
-/// `(c_in, c_out, height = width, stride)` of the net's 3x3 convolutions, padding 1.
-const SHAPES: [(usize, usize, usize, usize); 10] = [
+/// `(c_in, c_out, height = width, stride)` of the `mnist` net's 3x3 convolutions, padding 1.
+const MNIST: [(usize, usize, usize, usize); 10] = [
     (1, 16, 28, 1),
     (16, 16, 28, 1),
     (16, 16, 28, 2),
@@ -25,6 +27,27 @@ const SHAPES: [(usize, usize, usize, usize); 10] = [
     (64, 32, 14, 1),
     (48, 16, 28, 1),
     (32, 16, 28, 1),
+];
+
+/// The same for the `cifar10` net (base 64, mults [1, 2, 2, 2], two blocks per level).
+const CIFAR10: [(usize, usize, usize, usize); 17] = [
+    (3, 64, 32, 1),
+    (64, 64, 32, 1),
+    (64, 64, 32, 2),
+    (64, 128, 16, 1),
+    (128, 128, 16, 1),
+    (128, 128, 16, 2),
+    (128, 128, 8, 1),
+    (128, 128, 8, 2),
+    (128, 128, 4, 1),
+    (256, 128, 4, 1),
+    (256, 128, 8, 1),
+    (256, 128, 16, 1),
+    (192, 128, 16, 1),
+    (128, 128, 32, 1),
+    (192, 64, 32, 1),
+    (128, 64, 32, 1),
+    (64, 3, 32, 1),
 ];
 
 /// Seconds per call: the best of five runs of ten calls, after one warm-up call.
@@ -49,9 +72,24 @@ fn main() {
     let device = Default::default();
     let random =
         |shape: [usize; 4]| Tensor::<Flex, 4>::random(shape, Distribution::Default, &device);
-    println!("threads: {}, batch {BATCH}", rayon::current_num_threads());
+    let preset = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "mnist".into());
+    let shapes: &[(usize, usize, usize, usize)] = match preset.as_str() {
+        "mnist" => &MNIST,
+        "cifar10" => &CIFAR10,
+        other => {
+            eprintln!("error: unknown preset `{other}`: expected mnist or cifar10");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "{preset}, threads: {}, batch {BATCH}",
+        rayon::current_num_threads()
+    );
     let mut totals = [0.0f64; 3];
-    for (c_in, c_out, size, stride) in SHAPES {
+    for &(c_in, c_out, size, stride) in shapes {
         let out = (size + 2 - 3) / stride + 1;
         let flops = 2.0 * (BATCH * c_out * out * out * c_in * 9) as f64;
         let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
