@@ -1,7 +1,7 @@
 //! The kernels our patched burn-flex (`patches/burn-flex`, see `patches/README.md`) replaces,
 //! against plain loops written here: 2D convolution forward and all three gradients (through
 //! `Autodiff<Flex>`, as training uses them), and element-wise binary ops on broadcast,
-//! permuted, flipped and sliced operands.
+//! permuted, flipped and sliced operands, and the Bernoulli sampler of dropout masks.
 //!
 //! Tolerances: the references sum in f64; Flex sums in f32 in another order. A convolution
 //! output sums `c_in * kh * kw` products and a weight gradient `batch * out_h * out_w` of them,
@@ -12,7 +12,7 @@ use burn::backend::Autodiff;
 use burn::backend::Flex;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
 
 type AD = Autodiff<Flex>;
 
@@ -536,5 +536,63 @@ fn sigmoid_and_silu_match_f64_over_the_whole_range() {
     assert!(
         nan[0].is_nan(),
         "sigmoid(NaN) must stay NaN for the non-finite guard"
+    );
+}
+
+/// A Bernoulli sample on Flex (dropout's mask), seeded: `[rows, cols]` of f32, on `threads`
+/// rayon threads.
+fn bernoulli(prob: f64, seed: u64, shape: [usize; 2], threads: usize) -> Vec<f32> {
+    let device = Default::default();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| {
+            <Flex as burn::tensor::backend::Backend>::seed(&device, seed);
+            Tensor::<Flex, 2>::random(shape, Distribution::Bernoulli(prob), &device)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        })
+}
+
+/// The Bernoulli fast path (drawn in parallel parts of 65,536 elements, one generator per
+/// part): only zeros and ones, in the right proportion, independent between parts, and the
+/// same values for a seed with any thread count.
+#[test]
+fn bernoulli_sample_has_its_probability_and_is_the_same_with_any_thread_count() {
+    let shape = [1000, 1000];
+    let n = (shape[0] * shape[1]) as f64;
+    for prob in [0.9, 0.5, 0.03] {
+        let mask = bernoulli(prob, 7, shape, 2);
+        assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0), "p = {prob}");
+        // The mean of a million draws has a standard deviation below 5e-4: 8 of them.
+        let mean = mask.iter().map(|&v| v as f64).sum::<f64>() / n;
+        assert!((mean - prob).abs() < 4e-3, "p = {prob}: mean {mean}");
+        // Two parts agree where both are 1 or both are 0: p² + (1 - p)² of the time if they
+        // are independent, 1 if a part repeated another's stream.
+        let part = 1 << 16;
+        let same = (0..part).filter(|&i| mask[i] == mask[part + i]).count() as f64 / part as f64;
+        let expected = prob * prob + (1.0 - prob) * (1.0 - prob);
+        assert!(
+            (same - expected).abs() < 0.01,
+            "p = {prob}: parts 0 and 1 agree {same}, independent ones {expected}"
+        );
+    }
+    assert!(bernoulli(0.0, 1, [300, 300], 2).iter().all(|&v| v == 0.0));
+    assert!(bernoulli(1.0, 1, [300, 300], 2).iter().all(|&v| v == 1.0));
+
+    let reference = bernoulli(0.9, 11, [700, 500], 1);
+    for threads in [2, 3, 4] {
+        assert_eq!(
+            bernoulli(0.9, 11, [700, 500], threads),
+            reference,
+            "{threads} threads"
+        );
+    }
+    assert_ne!(
+        bernoulli(0.9, 12, [700, 500], 1),
+        reference,
+        "another seed, another sample"
     );
 }

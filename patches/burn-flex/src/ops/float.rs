@@ -33,6 +33,19 @@ impl FloatTensorOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let mut seed = crate::backend::SEED.lock().unwrap();
         let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
+        if let (FloatDType::F32 | FloatDType::Flex32, Distribution::Bernoulli(prob)) =
+            (dtype, distribution)
+            && (0.0..=1.0).contains(&prob)
+        {
+            let key: u64 = burn_std::rand::RngExt::random(&mut rng);
+            *seed = Some(rng);
+            let mask = crate::ops::random::bernoulli_f32(shape.num_elements(), prob, key);
+            return FlexTensor::new(
+                Bytes::from_elems(mask),
+                Layout::contiguous(shape),
+                DType::F32,
+            );
+        }
         let data = match dtype {
             FloatDType::F64 => TensorData::random::<f64, _, _>(shape, distribution, &mut rng),
             FloatDType::F32 | FloatDType::Flex32 => {

@@ -114,6 +114,7 @@ pub mod matmul;
 mod module;
 pub mod pool;
 mod qtensor;
+mod random;
 pub mod reduce;
 pub mod repeat_dim;
 pub mod slice;
