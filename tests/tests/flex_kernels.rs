@@ -1,7 +1,8 @@
 //! The kernels our patched burn-flex (`patches/burn-flex`, see `patches/README.md`) replaces,
 //! against plain loops written here: 2D convolution forward and all three gradients (through
 //! `Autodiff<Flex>`, as training uses them), and element-wise binary ops on broadcast,
-//! permuted, flipped and sliced operands, and the Bernoulli sampler of dropout masks.
+//! permuted, flipped and sliced operands, attention, and the Bernoulli sampler of dropout
+//! masks.
 //!
 //! Tolerances: the references sum in f64; Flex sums in f32 in another order. A convolution
 //! output sums `c_in * kh * kw` products and a weight gradient `batch * out_h * out_w` of them,
@@ -595,4 +596,75 @@ fn bernoulli_sample_has_its_probability_and_is_the_same_with_any_thread_count() 
         reference,
         "another seed, another sample"
     );
+}
+
+/// softmax(q kᵀ / √d) v per (batch, head), in f64: `[batch, heads, seq, dim]` row-major.
+fn attention_reference(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4]) -> Vec<f64> {
+    let [batch, heads, seq, dim] = shape;
+    let scale = 1.0 / (dim as f64).sqrt();
+    let mut out = vec![0.0f64; q.len()];
+    for bh in 0..batch * heads {
+        let at = |t: &[f32], i: usize, j: usize| t[(bh * seq + i) * dim + j] as f64;
+        for i in 0..seq {
+            let scores: Vec<f64> = (0..seq)
+                .map(|j| (0..dim).map(|c| at(q, i, c) * at(k, j, c)).sum::<f64>() * scale)
+                .collect();
+            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for c in 0..dim {
+                out[(bh * seq + i) * dim + c] =
+                    (0..seq).map(|j| weights[j] * at(v, j, c)).sum::<f64>() / total;
+            }
+        }
+    }
+    out
+}
+
+/// Flex's attention (naive below 512x512 scores, flash above) runs its (batch, head) pairs
+/// in parallel: the result must be the reference's, and the same bits on any thread count.
+#[test]
+fn attention_matches_the_reference_with_any_thread_count() {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    // Naive path (seq 9), then flash (600 x 600 scores > 256K).
+    for (seq, tol) in [(9, 1e-5), (600, 1e-4)] {
+        let shape = [3, 2, seq, 8];
+        let n = shape.iter().product();
+        let (q, k, v) = (values(n, 21), values(n, 22), values(n, 23));
+        let run = |threads: usize| {
+            let device = Default::default();
+            let t = |d: &[f32]| {
+                Tensor::<Flex, 1>::from_data(TensorData::new(d.to_vec(), [n]), &device)
+                    .reshape(shape)
+            };
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    attention(
+                        t(&q),
+                        t(&k),
+                        t(&v),
+                        None,
+                        None,
+                        AttentionModuleOptions::default(),
+                    )
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+                })
+        };
+        let one = run(1);
+        assert_close(
+            &format!("attention, seq {seq}"),
+            &one,
+            &attention_reference(&q, &k, &v, shape),
+            tol,
+        );
+        for threads in [2, 3] {
+            assert_eq!(run(threads), one, "seq {seq}, {threads} threads");
+        }
+    }
 }

@@ -323,7 +323,6 @@ where
     let v_head_stride = seq_kv * val_dim;
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
     let mask_tile_len = seq_q * seq_kv;
 
     let params = AttentionParams {
@@ -336,34 +335,33 @@ where
         val_dim,
     };
 
-    // Allocate scratch buffers once and reuse across all (batch, head) pairs
-    let mut scratch = ScratchBuffers {
+    // Scratch buffers are allocated once per thread and reused across its (batch, head)
+    // pairs.
+    let new_scratch = || ScratchBuffers {
         row_max: vec![T::neg_infinity(); seq_q],
         row_sum: vec![T::zero(); seq_q],
         scores: vec![T::zero(); seq_q * TILE_KV],
     };
+    let head = |scratch: &mut ScratchBuffers<T>, (pair, out): (usize, &mut [T])| {
+        let (b, h) = (pair / heads, pair % heads);
+        let q_off = b * q_batch_stride + h * q_head_stride;
+        let k_off = b * k_batch_stride + h * k_head_stride;
+        let v_off = b * v_batch_stride + h * v_head_stride;
+        let mask_off = b * mask_batch_step + h * mask_head_step;
+        let bias_off = b * bias_batch_step + h * bias_head_step;
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
-
-            flash_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                &params,
-                &mut scratch,
-            );
-        }
-    }
+        flash_attention_head(
+            &q_data[q_off..q_off + q_head_stride],
+            &k_data[k_off..k_off + k_head_stride],
+            &v_data[v_off..v_off + v_head_stride],
+            out,
+            mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+            bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+            &params,
+            scratch,
+        );
+    };
+    for_each_head(&mut output, o_head_stride, new_scratch, head);
 
     let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
     FlexTensor::new(
@@ -440,6 +438,37 @@ impl_flash_gemm!(f32);
 impl_flash_gemm!(f64);
 
 /// Scratch buffers reused across (batch, head) pairs to avoid per-head allocation.
+/// Runs `f(scratch, (pair, out))` for every (batch, head) pair, `pair = b * heads + h`, with
+/// `out` its `head_len` elements of `output`: in parallel over the pairs when rayon is
+/// enabled (each pair is independent, and its gemm calls are single-threaded), with one
+/// `scratch` from `new_scratch` per thread.
+fn for_each_head<T: Send, S>(
+    output: &mut [T],
+    head_len: usize,
+    new_scratch: impl Fn() -> S + Send + Sync,
+    f: impl Fn(&mut S, (usize, &mut [T])) + Send + Sync,
+) {
+    if head_len == 0 {
+        return;
+    }
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        output
+            .par_chunks_mut(head_len)
+            .enumerate()
+            .for_each_init(new_scratch, f);
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut scratch = new_scratch();
+        output
+            .chunks_mut(head_len)
+            .enumerate()
+            .for_each(|pair| f(&mut scratch, pair));
+    }
+}
+
 struct ScratchBuffers<T> {
     row_max: Vec<T>,
     row_sum: Vec<T>,
@@ -751,7 +780,6 @@ where
         .unwrap_or((0, 0));
 
     let mut output = vec![T::zero(); batch * heads * seq_q * val_dim];
-    let mut scores = vec![T::zero(); seq_q * seq_kv];
 
     let q_head_stride = seq_q * head_dim;
     let q_batch_stride = heads * q_head_stride;
@@ -760,7 +788,6 @@ where
     let v_head_stride = seq_kv * val_dim;
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
     let mask_tile_len = seq_q * seq_kv;
 
     let params = AttentionParams {
@@ -773,29 +800,29 @@ where
         val_dim,
     };
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
+    let head = |scores: &mut Vec<T>, (pair, out): (usize, &mut [T])| {
+        let (b, h) = (pair / heads, pair % heads);
+        let q_off = b * q_batch_stride + h * q_head_stride;
+        let k_off = b * k_batch_stride + h * k_head_stride;
+        let v_off = b * v_batch_stride + h * v_head_stride;
+        let mask_off = b * mask_batch_step + h * mask_head_step;
+        let bias_off = b * bias_batch_step + h * bias_head_step;
 
-            naive_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                &mut scores,
-                &params,
-                (
-                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                ),
-            );
-        }
-    }
+        naive_attention_head(
+            &q_data[q_off..q_off + q_head_stride],
+            &k_data[k_off..k_off + k_head_stride],
+            &v_data[v_off..v_off + v_head_stride],
+            out,
+            scores,
+            &params,
+            (
+                mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+                bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+            ),
+        );
+    };
+    let new_scores = || vec![T::zero(); seq_q * seq_kv];
+    for_each_head(&mut output, o_head_stride, new_scores, head);
 
     let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
     FlexTensor::new(
