@@ -1,7 +1,7 @@
 //! The kernels our patched burn-flex (`patches/burn-flex`, see `patches/README.md`) replaces,
 //! against plain loops written here: 2D convolution forward and all three gradients (through
 //! `Autodiff<Flex>`, as training uses them), and element-wise binary ops on broadcast,
-//! permuted, flipped and sliced operands, attention, and the Bernoulli sampler of dropout
+//! permuted, flipped and sliced operands, attention, permuted copies, and the Bernoulli sampler of dropout
 //! masks.
 //!
 //! Tolerances: the references sum in f64; Flex sums in f32 in another order. A convolution
@@ -665,6 +665,48 @@ fn attention_matches_the_reference_with_any_thread_count() {
         );
         for threads in [2, 3] {
             assert_eq!(run(threads), one, "seq {seq}, {threads} threads");
+        }
+    }
+}
+
+/// Every permutation of a 4D tensor (and a large one, copied in parallel), made contiguous by
+/// a reshape: the values in the permuted order, computed here from the indices.
+#[test]
+fn permuted_tensors_become_contiguous_in_the_permuted_order() {
+    let device = Default::default();
+    for dims in [[2, 3, 4, 5], [4, 64, 16, 20]] {
+        let n: usize = dims.iter().product();
+        let data = values(n, 30);
+        let x =
+            Tensor::<Flex, 1>::from_data(TensorData::new(data.clone(), [n]), &device).reshape(dims);
+        let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+        for a in 0..4 {
+            for b in (0..4).filter(|&b| b != a) {
+                for c in (0..4).filter(|&c| c != a && c != b) {
+                    let axes = [a, b, c, 6 - a - b - c];
+                    let got = x
+                        .clone()
+                        .permute(axes)
+                        .reshape([n])
+                        .into_data()
+                        .to_vec::<f32>()
+                        .unwrap();
+                    let shape = axes.map(|d| dims[d]);
+                    let mut want = Vec::with_capacity(n);
+                    for i in 0..shape[0] {
+                        for j in 0..shape[1] {
+                            for k in 0..shape[2] {
+                                for l in 0..shape[3] {
+                                    let at = [i, j, k, l];
+                                    let src: usize = (0..4).map(|d| at[d] * strides[axes[d]]).sum();
+                                    want.push(data[src]);
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(got, want, "{dims:?} permuted by {axes:?}");
+                }
+            }
         }
     }
 }

@@ -377,9 +377,52 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if all_positive && n > 0 {
+            // ND positive-stride (a batched transpose such as `[b, t, c]`
+            // seen as `[b, c, t]`, or an attention head split): one tiled
+            // 2D copy per index of the outer dimensions, in parallel for
+            // large tensors. (The strided iterator walked these element by
+            // element, computing each index from scratch.)
+            let rank = shape.len();
+            let (rows, cols) = (shape[rank - 2], shape[rank - 1]);
+            let (row_stride, col_stride) = (strides[rank - 2], strides[rank - 1]);
+            let (outer_shape, outer_strides) = (&shape[..rank - 2], &strides[..rank - 2]);
+            let block_offset = |mut o: usize| {
+                let mut at = offset;
+                for (&len, &stride) in outer_shape.iter().zip(outer_strides).rev() {
+                    at += (o % len) as isize * stride;
+                    o /= len;
+                }
+                at
+            };
+            // SAFETY: capacity is n; the blocks below cover `dst` exactly
+            // and `copy_2d_tiled` writes every position of its block once.
+            unsafe { dst.set_len(n) };
+            let copy_block = |(o, block): (usize, &mut [E])| {
+                copy_2d_tiled(
+                    block,
+                    src,
+                    block_offset(o),
+                    rows,
+                    cols,
+                    row_stride,
+                    col_stride,
+                );
+            };
+            #[cfg(feature = "rayon")]
+            if n >= 1 << 16 {
+                use rayon::prelude::*;
+                dst.par_chunks_mut(rows * cols)
+                    .enumerate()
+                    .for_each(copy_block);
+            } else {
+                dst.chunks_mut(rows * cols).enumerate().for_each(copy_block);
+            }
+            #[cfg(not(feature = "rayon"))]
+            dst.chunks_mut(rows * cols).enumerate().for_each(copy_block);
         } else {
             // General fallback: covers negative strides (flipped
-            // tensors) and ND layouts that can't collapse to ≤2D.
+            // tensors) and empty tensors.
             for idx in crate::strided_index::StridedIter::new(&self.layout) {
                 dst.push(src[idx]);
             }
