@@ -1,8 +1,8 @@
 //! The kernels our patched burn-flex (`patches/burn-flex`, see `patches/README.md`) replaces,
 //! against plain loops written here: 2D convolution forward and all three gradients (through
-//! `Autodiff<Flex>`, as training uses them), and element-wise binary ops on broadcast,
-//! permuted, flipped and sliced operands, attention, permuted copies, and the Bernoulli sampler of dropout
-//! masks.
+//! `Autodiff<Flex>`, as training uses them), element-wise binary ops on broadcast, permuted,
+//! flipped and sliced operands, attention, permuted copies, and the Bernoulli sampler of
+//! dropout masks.
 //!
 //! Tolerances: the references sum in f64; Flex sums in f32 in another order. A convolution
 //! output sums `c_in * kh * kw` products and a weight gradient `batch * out_h * out_w` of them,
