@@ -381,6 +381,57 @@ trait FlashGemm: Float + Pod + Copy + core::ops::AddAssign {
     /// # Safety
     /// All pointers must be valid for the given dimensions and strides.
     unsafe fn block_gemm(args: BlockGemmArgs<Self>);
+
+    /// `row = softmax(row * scale)` in place, for rows with no mask, bias, softcap or causal
+    /// limit. A row whose scaled maximum is -inf becomes zeros, as in the general loop.
+    fn softmax_row(row: &mut [Self], scale: Self) {
+        let mut max = Self::neg_infinity();
+        for s in row.iter_mut() {
+            *s = *s * scale;
+            if *s > max {
+                max = *s;
+            }
+        }
+        if max == Self::neg_infinity() {
+            row.fill(Self::zero());
+            return;
+        }
+        let mut sum = Self::zero();
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let inv_sum = Self::one() / sum;
+        row.iter_mut().for_each(|s| *s = *s * inv_sum);
+    }
+}
+
+/// [`FlashGemm::softmax_row`] for f32 with the polynomial `exp_f32` (within 2 ulp) and eight
+/// partial maxima and sums, so that the loops vectorize instead of calling libm's `expf`
+/// per score.
+fn softmax_row_f32(row: &mut [f32], scale: f32) {
+    const LANES: usize = 8;
+    let mut maxima = [f32::NEG_INFINITY; LANES];
+    for chunk in row.chunks_mut(LANES) {
+        for (s, m) in chunk.iter_mut().zip(&mut maxima) {
+            *s *= scale;
+            *m = if *s > *m { *s } else { *m };
+        }
+    }
+    let max = maxima.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let mut sums = [0.0f32; LANES];
+    for chunk in row.chunks_mut(LANES) {
+        for (s, acc) in chunk.iter_mut().zip(&mut sums) {
+            *s = crate::ops::activation::exp_f32(*s - max);
+            *acc += *s;
+        }
+    }
+    let inv_sum = 1.0 / sums.iter().sum::<f32>();
+    row.iter_mut().for_each(|s| *s *= inv_sum);
 }
 
 /// Arguments for a block matrix multiply: dst = alpha * dst + beta * (lhs @ rhs).
@@ -403,8 +454,14 @@ struct BlockGemmArgs<T> {
 }
 
 macro_rules! impl_flash_gemm {
-    ($ty:ty) => {
+    ($ty:ty $(, $softmax_row:ident)?) => {
         impl FlashGemm for $ty {
+            $(
+                fn softmax_row(row: &mut [Self], scale: Self) {
+                    $softmax_row(row, scale)
+                }
+            )?
+
             unsafe fn block_gemm(a: BlockGemmArgs<Self>) {
                 unsafe {
                     gemm::gemm(
@@ -434,7 +491,7 @@ macro_rules! impl_flash_gemm {
     };
 }
 
-impl_flash_gemm!(f32);
+impl_flash_gemm!(f32, softmax_row_f32);
 impl_flash_gemm!(f64);
 
 /// Scratch buffers reused across (batch, head) pairs to avoid per-head allocation.
@@ -879,8 +936,13 @@ fn naive_attention_head<T: FlashGemm>(
         });
     }
 
+    let plain = softcap.is_none() && mask.is_none() && causal_offset.is_none() && bias.is_none();
     for qi in 0..seq_q {
         let row = &mut scores[qi * seq_kv..(qi + 1) * seq_kv];
+        if plain {
+            T::softmax_row(row, scale);
+            continue;
+        }
 
         let mut row_max = neg_inf;
         for (ki, s) in row.iter_mut().enumerate() {
