@@ -1,15 +1,12 @@
 //! Spatial self-attention over the `h * w` positions of a feature map (diffusers' `Attention`
 //! as used by `AttnDownBlock2D`, `UNetMidBlock2D` and `AttnUpBlock2D`), with a residual.
 
+use crate::fused::{attention, group_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-
-use crate::fused::group_norm;
 
 /// Configuration of [`SpatialAttention`].
 #[derive(Config, Debug)]
@@ -82,9 +79,9 @@ impl<B: Backend> SpatialAttention<B> {
         let q = split_heads(self.to_q.forward(h.clone()));
         let k = split_heads(self.to_k.forward(h.clone()));
         let v = split_heads(self.to_v.forward(h));
-        // burn's fused op: flash attention where the backend has it, softmax(q k^T * scale) v
-        // with scale = 1 / sqrt(head_dim) otherwise (and under autodiff).
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        // burn's fused op (flash attention where the backend has it), softmax(q k^T * scale) v
+        // with scale = 1 / sqrt(head_dim); a node of its own on Autodiff<Flex>.
+        let out = attention(q, k, v);
         let out = out.swap_dims(1, 2).reshape([batch, tokens, channels]); // [batch, tokens, channels]
         let out = self.to_out.forward(out).swap_dims(1, 2); // [batch, channels, tokens]
         x + out.reshape([batch, channels, height, width])

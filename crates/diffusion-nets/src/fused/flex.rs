@@ -42,7 +42,7 @@ fn geometry(x: &FlexTensor, groups: usize) -> Geometry {
 
 /// The tensor itself when its buffer holds exactly its elements in row-major order, else a
 /// contiguous copy.
-fn plain(t: FlexTensor) -> FlexTensor {
+pub(crate) fn plain(t: FlexTensor) -> FlexTensor {
     let n = t.layout().shape().num_elements();
     let whole = t.is_contiguous()
         && t.layout().start_offset() == 0

@@ -1,16 +1,21 @@
-//! GroupNorm followed by SiLU (every residual block and the head), and GroupNorm alone
-//! (attention), as one fused operation where a kernel exists, burn's ops everywhere else.
+//! GroupNorm followed by SiLU (every residual block and the head), GroupNorm alone
+//! (attention), and attention under autodiff, as one fused operation where a kernel exists,
+//! burn's ops everywhere else.
 //!
 //! burn 0.21 composes `GroupNorm` from about ten element-wise and reduction ops, and SiLU from
 //! two more; on the CPU each is a pass over the whole activation with a new buffer, and under
 //! autodiff each keeps its inputs for a backward pass of its own. On `Flex` and
-//! `Autodiff<Flex>`, [`group_norm_silu`] runs [`kernel`]'s two sweeps forward and two backward
-//! instead (a custom autodiff node, see [`autodiff`]). On every other backend (WGPU, CUDA,
+//! `Autodiff<Flex>`, [`group_norm_silu`] runs `kernel`'s two sweeps forward and two backward
+//! instead (a custom autodiff node, see `autodiff`). On every other backend (WGPU, CUDA,
 //! another checkpointing strategy, f16 tensors) it is `silu(norm.forward(x))`, as before.
+//!
+//! [`attention`] is burn's fused attention op, except on `Autodiff<Flex>`, where burn
+//! decomposes it into seven ops and the `attention` module's node runs instead.
 //!
 //! The choice is made at run time by type, so that the nets stay generic over
 //! `B: Backend` with no extra bound on users' backends.
 
+mod attention;
 mod autodiff;
 mod flex;
 mod kernel;
@@ -23,6 +28,7 @@ use burn::backend::Autodiff;
 use burn::nn::GroupNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_flex::Flex;
 use burn_flex::FlexTensor;
@@ -45,6 +51,37 @@ pub fn group_norm_silu<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tens
 /// As [`group_norm_silu`].
 pub fn group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     fused(norm, x, false).unwrap_or_else(|x| norm.forward(x))
+}
+
+/// `softmax(q kᵀ / √dim) v` per batch and head: burn's attention op, with a node of its own
+/// on `Autodiff<Flex>` (see the `attention` module).
+///
+/// # Shapes
+/// - `q`: `[batch, heads, tokens_q, dim]`, `k`: `[batch, heads, tokens_k, dim]`,
+///   `v`: `[batch, heads, tokens_k, dim_v]`
+/// - returns: `[batch, heads, tokens_q, dim_v]`
+pub fn attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let burns = |q, k, v| {
+        burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions::default())
+    };
+    if !is::<B, Autodiff<Flex>>() {
+        return burns(q, k, v);
+    }
+    let (TensorPrimitive::Float(qp), TensorPrimitive::Float(kp), TensorPrimitive::Float(vp)) = (
+        q.clone().into_primitive(),
+        k.clone().into_primitive(),
+        v.clone().into_primitive(),
+    ) else {
+        return burns(q, k, v);
+    };
+    let (qp, kp, vp): (AutodiffFlexTensor, AutodiffFlexTensor, AutodiffFlexTensor) =
+        (cast(qp), cast(kp), cast(vp));
+    if !attention::supported(&qp.primitive, &kp.primitive, &vp.primitive) {
+        return burns(q, k, v);
+    }
+    drop((q, k, v));
+    let out: B::FloatTensorPrimitive = cast(attention::forward(qp, kp, vp));
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 /// Moves a value into the type it is known (by `TypeId`) to be.

@@ -1,6 +1,7 @@
 //! The fused op against burn's own `GroupNorm` (+ `silu`) on the same inputs: values on Flex
 //! (in place and into a new buffer), values and all three gradients under `Autodiff<Flex>`,
-//! the fallbacks, and determinism across thread counts.
+//! the fallbacks, and determinism across thread counts; then the attention node against
+//! burn's decomposition of attention under autodiff.
 //!
 //! Tolerance: both compute in f32 but sum in different orders (burn: one sum per group over
 //! a reshaped tensor; the kernel: eight interleaved lanes), so the moments differ by a few
@@ -252,4 +253,93 @@ fn the_kernel_runs_on_flex_and_autodiff_flex() {
         .sum()
         .backward();
     assert!(calls() >= before + 2, "Autodiff<Flex> took burn's ops");
+}
+
+/// Output and the gradients of q, k and v of `sum(f(q, k, v) * upstream)` under autodiff.
+fn attention_with_gradients(
+    [q, k, v]: [&Tensor<TestAutodiff, 4>; 3],
+    upstream: &Tensor<TestAutodiff, 4>,
+    f: impl Fn(
+        Tensor<TestAutodiff, 4>,
+        Tensor<TestAutodiff, 4>,
+        Tensor<TestAutodiff, 4>,
+    ) -> Tensor<TestAutodiff, 4>,
+) -> [Vec<f32>; 4] {
+    let [q, k, v] = [q, k, v].map(|t| Tensor::from_inner(t.clone().inner()).require_grad());
+    let out = f(q.clone(), k.clone(), v.clone());
+    let grads = (out.clone() * upstream.clone()).sum().backward();
+    [
+        values(out.inner()),
+        values(q.grad(&grads).unwrap()),
+        values(k.grad(&grads).unwrap()),
+        values(v.grad(&grads).unwrap()),
+    ]
+}
+
+/// The attention node against burn's decomposition of the same op under `Autodiff<Flex>`:
+/// output and all three gradients, with as many queries as keys (the U-Net's case) and not,
+/// rows that are not a multiple of eight lanes, and several heads.
+#[test]
+fn attention_gradients_match_burn_under_autodiff() {
+    let device = Default::default();
+    for (q_shape, tokens_k, dim_v) in [([2, 1, 64, 16], 64, 16), ([3, 2, 13, 8], 21, 5)] {
+        let [b, h, _, d] = q_shape;
+        let random = |shape: [usize; 4]| {
+            Tensor::<TestAutodiff, 4>::random(shape, Distribution::Normal(0.0, 1.5), &device)
+        };
+        let (q, k, v) = (
+            random(q_shape),
+            random([b, h, tokens_k, d]),
+            random([b, h, tokens_k, dim_v]),
+        );
+        let upstream = random([b, h, q_shape[2], dim_v]);
+        let before = super::attention::CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        let ours = attention_with_gradients([&q, &k, &v], &upstream, super::attention);
+        assert!(
+            super::attention::CALLS.load(std::sync::atomic::Ordering::SeqCst) > before,
+            "Autodiff<Flex> took burn's ops"
+        );
+        let burns = attention_with_gradients([&q, &k, &v], &upstream, |q, k, v| {
+            burn::tensor::module::attention(q, k, v, None, None, Default::default())
+        });
+        for (name, (got, want)) in ["output", "dq", "dk", "dv"]
+            .iter()
+            .zip(ours.iter().zip(&burns))
+        {
+            assert_close(&format!("{name} of {q_shape:?}"), got, want);
+        }
+    }
+}
+
+/// Without tracked inputs, and on Flex itself, the attention is burn's fused op.
+#[test]
+fn attention_without_gradients_is_burns() {
+    let device = Default::default();
+    let random = |shape: [usize; 4]| {
+        Tensor::<TestBackend, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+    };
+    let (q, k, v) = (
+        random([2, 2, 9, 4]),
+        random([2, 2, 9, 4]),
+        random([2, 2, 9, 4]),
+    );
+    let want = values(burn::tensor::module::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        None,
+        None,
+        Default::default(),
+    ));
+    assert_close(
+        "Flex",
+        &values(super::attention(q.clone(), k.clone(), v.clone())),
+        &want,
+    );
+    let untracked = super::attention(
+        Tensor::<TestAutodiff, 4>::from_inner(q),
+        Tensor::from_inner(k),
+        Tensor::from_inner(v),
+    );
+    assert_close("untracked Autodiff<Flex>", &values(untracked), &want);
 }

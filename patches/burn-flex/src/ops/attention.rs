@@ -408,8 +408,8 @@ trait FlashGemm: Float + Pod + Copy + core::ops::AddAssign {
 
 /// [`FlashGemm::softmax_row`] for f32 with the polynomial `exp_f32` (within 2 ulp) and eight
 /// partial maxima and sums, so that the loops vectorize instead of calling libm's `expf`
-/// per score.
-fn softmax_row_f32(row: &mut [f32], scale: f32) {
+/// per score. Public for fused kernels outside the crate (an attention's autodiff node).
+pub fn softmax_row_f32(row: &mut [f32], scale: f32) {
     const LANES: usize = 8;
     let mut maxima = [f32::NEG_INFINITY; LANES];
     for chunk in row.chunks_mut(LANES) {
