@@ -191,7 +191,12 @@ fn check_conv(c: Case, dtype: DType, rel: f64) {
 /// that drop input rows (the input gradient must be zero there), groups, depthwise, and
 /// "same" convolutions with dilation or a rectangular kernel (the shifted-plane im2col), and
 /// a stride-1 padding beyond the kernel's reach (its input gradient cannot be a convolution).
-const CASES: [Case; 11] = [
+/// Then batches large enough that the weight gradient's parts (eight) hold several images,
+/// which go to one GEMM when they are small (all of a part's, or two at a time with one left
+/// over), and kernels with fewer weights per output channel than output channels (the weight
+/// gradient not accumulated transposed). The last two have im2col matrices over 512 KiB,
+/// built and multiplied in blocks of output rows (11, 11 and 2 rows; 12 and 11).
+const CASES: [Case; 18] = [
     // batch, c_in, c_out, [h, w], kernel, stride, padding, dilation, groups
     case(2, 3, 4, [7, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(3, 4, 6, [8, 8], [3, 3], [2, 2], [1, 1], [1, 1], 1),
@@ -204,6 +209,13 @@ const CASES: [Case; 11] = [
     case(2, 3, 2, [6, 7], [3, 3], [1, 1], [2, 2], [2, 2], 1),
     case(2, 2, 3, [5, 9], [3, 5], [1, 1], [1, 2], [1, 1], 1),
     case(2, 3, 2, [5, 4], [3, 3], [1, 1], [3, 2], [1, 1], 1),
+    case(20, 5, 7, [5, 6], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(17, 4, 6, [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], 2),
+    case(16, 6, 4, [3, 5], [1, 1], [1, 1], [0, 0], [1, 1], 1),
+    case(24, 2, 24, [9, 10], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 1, 16, [7, 7], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 64, 8, [24, 24], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 64, 8, [46, 46], [3, 3], [2, 2], [1, 1], [1, 1], 1),
 ];
 
 #[test]
@@ -231,41 +243,44 @@ fn conv2d_forward_and_gradients_match_plain_loops_half_precision() {
 
 /// The weight gradient sums over the batch; that sum must not depend on how rayon happens to
 /// split the batch between threads, or a resumed run would drift from an uninterrupted one.
+/// 14x14: one GEMM per image; 5x5: several images per GEMM.
 #[test]
 fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
-    let c = case(32, 8, 16, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], 1);
-    let x = values(c.batch * c.c_in * c.h * c.w, 5);
-    let w = values(c.c_out * c.c_in * 9, 6);
-    let up = values(c.batch * c.c_out * c.h * c.w, 7);
-    let weight_grad = || {
-        let xt = param(&x, [c.batch, c.c_in, c.h, c.w], DType::F32);
-        let wt = param(&w, [c.c_out, c.c_in, 3, 3], DType::F32);
-        let upt = param(&up, [c.batch, c.c_out, c.h, c.w], DType::F32);
-        let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
-        let grads = (conv2d(xt, wt.clone(), None, options) * upt.detach())
-            .sum()
-            .backward();
-        wt.grad(&grads)
-            .unwrap()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap()
-    };
-    let in_pool = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(weight_grad)
-    };
-    let reference = in_pool(1);
-    for threads in [2, 3, 4, 2] {
-        let got = in_pool(threads);
-        let differing = got.iter().zip(&reference).filter(|(a, b)| a != b).count();
-        assert_eq!(
-            differing, 0,
-            "{threads} threads: {differing} elements differ"
-        );
+    for side in [14, 5] {
+        let c = case(32, 8, 16, [side, side], [3, 3], [1, 1], [1, 1], [1, 1], 1);
+        let x = values(c.batch * c.c_in * c.h * c.w, 5);
+        let w = values(c.c_out * c.c_in * 9, 6);
+        let up = values(c.batch * c.c_out * c.h * c.w, 7);
+        let weight_grad = || {
+            let xt = param(&x, [c.batch, c.c_in, c.h, c.w], DType::F32);
+            let wt = param(&w, [c.c_out, c.c_in, 3, 3], DType::F32);
+            let upt = param(&up, [c.batch, c.c_out, c.h, c.w], DType::F32);
+            let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
+            let grads = (conv2d(xt, wt.clone(), None, options) * upt.detach())
+                .sum()
+                .backward();
+            wt.grad(&grads)
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(weight_grad)
+        };
+        let reference = in_pool(1);
+        for threads in [2, 3, 4, 2] {
+            let got = in_pool(threads);
+            let differing = got.iter().zip(&reference).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differing, 0,
+                "{side}x{side}, {threads} threads: {differing} elements differ"
+            );
+        }
     }
 }
 
