@@ -194,9 +194,12 @@ fn check_conv(c: Case, dtype: DType, rel: f64) {
 /// Then batches large enough that the weight gradient's parts (eight) hold several images,
 /// which go to one GEMM when they are small (all of a part's, or two at a time with one left
 /// over), and kernels with fewer weights per output channel than output channels (the weight
-/// gradient not accumulated transposed). The last two have im2col matrices over 512 KiB,
-/// built and multiplied in blocks of output rows (11, 11 and 2 rows; 12 and 11).
-const CASES: [Case; 18] = [
+/// gradient not accumulated transposed). Two have im2col matrices over 512 KiB, built and
+/// multiplied in blocks of output rows (11, 11 and 2 rows; 12 and 11). The last five take
+/// the shifted-plane path (stride 1, output as wide as the input, at least 48 terms per kernel
+/// row): channel-major for fewer than 64 output pixels, with dilation, a rectangular kernel,
+/// row padding beyond the kernel's reach, and a single kernel row.
+const CASES: [Case; 23] = [
     // batch, c_in, c_out, [h, w], kernel, stride, padding, dilation, groups
     case(2, 3, 4, [7, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(3, 4, 6, [8, 8], [3, 3], [2, 2], [1, 1], [1, 1], 1),
@@ -216,6 +219,11 @@ const CASES: [Case; 18] = [
     case(2, 1, 16, [7, 7], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(2, 64, 8, [24, 24], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(2, 64, 8, [46, 46], [3, 3], [2, 2], [1, 1], [1, 1], 1),
+    case(3, 20, 24, [4, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 24, 10, [9, 8], [3, 3], [1, 1], [2, 2], [2, 2], 1),
+    case(2, 16, 12, [6, 10], [3, 5], [1, 1], [1, 2], [1, 1], 1),
+    case(2, 16, 8, [5, 6], [3, 3], [1, 1], [3, 1], [1, 1], 1),
+    case(2, 20, 6, [5, 7], [1, 3], [1, 1], [0, 1], [1, 1], 1),
 ];
 
 #[test]

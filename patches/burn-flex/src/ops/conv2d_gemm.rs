@@ -33,6 +33,8 @@ use num_traits::Float;
 
 use crate::{FlexTensor, Layout};
 
+mod rows;
+
 /// Element types computed natively here (gemm has kernels for both); f16 and bf16 go
 /// through f32 in `module.rs`.
 pub(crate) trait Real: Float + Element + bytemuck::Pod + Send + Sync + 'static {}
@@ -534,6 +536,9 @@ pub(crate) fn conv2d<T: Real>(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    if rows::applies(&g) {
+        return rows::conv2d::<T>(&g, x, weight, bias);
+    }
     let spans = Spans::new(&g);
     let x = Images::new(&x);
     let (w, ws, we) = contiguous(&weight);
