@@ -198,8 +198,10 @@ fn check_conv(c: Case, dtype: DType, rel: f64) {
 /// multiplied in blocks of output rows (11, 11 and 2 rows; 12 and 11). The last five take
 /// the shifted-plane path (stride 1, output as wide as the input, at least 48 terms per kernel
 /// row): channel-major for fewer than 64 output pixels, with dilation, a rectangular kernel,
-/// row padding beyond the kernel's reach, and a single kernel row.
-const CASES: [Case; 23] = [
+/// row padding beyond the kernel's reach, and a single kernel row. The three after them have
+/// weight gradients by pixel-major copies (8 to 31 output channels, at least 256 output
+/// pixels): plain, with row padding and dilation, and a 5x3 kernel.
+const CASES: [Case; 26] = [
     // batch, c_in, c_out, [h, w], kernel, stride, padding, dilation, groups
     case(2, 3, 4, [7, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1),
     case(3, 4, 6, [8, 8], [3, 3], [2, 2], [1, 1], [1, 1], 1),
@@ -224,6 +226,9 @@ const CASES: [Case; 23] = [
     case(2, 16, 12, [6, 10], [3, 5], [1, 1], [1, 2], [1, 1], 1),
     case(2, 16, 8, [5, 6], [3, 3], [1, 1], [3, 1], [1, 1], 1),
     case(2, 20, 6, [5, 7], [1, 3], [1, 1], [0, 1], [1, 1], 1),
+    case(3, 6, 8, [16, 18], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    case(2, 8, 12, [17, 16], [3, 3], [1, 1], [2, 1], [2, 1], 1),
+    case(3, 6, 10, [18, 16], [5, 3], [1, 1], [1, 1], [1, 1], 1),
 ];
 
 #[test]
@@ -251,10 +256,11 @@ fn conv2d_forward_and_gradients_match_plain_loops_half_precision() {
 
 /// The weight gradient sums over the batch; that sum must not depend on how rayon happens to
 /// split the batch between threads, or a resumed run would drift from an uninterrupted one.
-/// 14x14: one GEMM per image; 5x5: several images per GEMM.
+/// 14x14: one GEMM per image; 5x5: several images per GEMM; 16x16: the pixel-major path
+/// (16 output channels, 256 pixels).
 #[test]
 fn conv2d_weight_gradient_is_the_same_bits_with_any_thread_count() {
-    for side in [14, 5] {
+    for side in [14, 5, 16] {
         let c = case(32, 8, 16, [side, side], [3, 3], [1, 1], [1, 1], [1, 1], 1);
         let x = values(c.batch * c.c_in * c.h * c.w, 5);
         let w = values(c.c_out * c.c_in * 9, 6);

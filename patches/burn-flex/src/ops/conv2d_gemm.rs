@@ -33,6 +33,7 @@ use num_traits::Float;
 
 use crate::{FlexTensor, Layout};
 
+mod narrow_weight_grad;
 mod rows;
 
 /// Element types computed natively here (gemm has kernels for both); f16 and bf16 go
@@ -736,6 +737,9 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight_shape, options);
+    if narrow_weight_grad::applies(&g) {
+        return narrow_weight_grad::weight_backward::<T>(&g, x, output_grad);
+    }
     let spans = Spans::new(&g);
     let (x, grad) = (Images::new(&x), Images::new(&output_grad));
     let (k, p, co) = (g.k(), g.p(), g.c_out_g());
