@@ -18,12 +18,13 @@
 //!
 //! The planes are `k_w` copies of the input (a third of a 3x3 im2col matrix, and built with
 //! one `memcpy` per plane), and the GEMMs' `k_w * c_in` terms per output are still enough to
-//! keep gemm's microkernel busy. Measured on the `cifar10` net's 3x3 shapes (one thread, batch
-//! 32, against im2col and one GEMM): 4-11% faster at 32x32 and 16x16, 20% at 8x8.
+//! keep gemm's microkernel busy. Measured on the `cifar10` net's 3x3 shapes (a standalone
+//! one-thread benchmark, batch 32, against im2col and one GEMM): 4-11% faster at 32x32 and
+//! 16x16, 20% at 8x8; in `flex_conv` (two threads) the net's forwards sum 7% less.
 //!
 //! Images with fewer than [`CHANNEL_MAJOR_BELOW`] output pixels (a 4x4 U-Net level) compute
 //! `y_bᵀ[p, c_out]` instead, so that gemm's vectors run along the output channels rather than
-//! along 16 pixels, and transpose it into place (1.5-1.9x faster there).
+//! along 16 pixels, and transpose it into place (1.9x in that benchmark, 1.4x in `flex_conv`).
 
 use alloc::vec::Vec;
 
