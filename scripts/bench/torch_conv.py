@@ -29,17 +29,12 @@ def seconds(f, cold=False):
     best = float("inf")
     for _ in range(5):
         total = 0.0
-        start = time.perf_counter()
         for _ in range(10):
             if cold:
                 evict_caches()
-                call = time.perf_counter()
-                f()
-                total += time.perf_counter() - call
-            else:
-                f()
-        if not cold:
-            total = time.perf_counter() - start
+            call = time.perf_counter()
+            f()
+            total += time.perf_counter() - call
         best = min(best, total / 10)
     return best
 

@@ -65,19 +65,13 @@ fn seconds(f: &dyn Fn(), cold: bool) -> f64 {
     (0..5)
         .map(|_| {
             let mut total = 0.0;
-            let start = Instant::now();
             for _ in 0..10 {
                 if cold {
                     evict_caches();
-                    let call = Instant::now();
-                    f();
-                    total += call.elapsed().as_secs_f64();
-                } else {
-                    f();
                 }
-            }
-            if !cold {
-                total = start.elapsed().as_secs_f64();
+                let call = Instant::now();
+                f();
+                total += call.elapsed().as_secs_f64();
             }
             total / 10.0
         })
