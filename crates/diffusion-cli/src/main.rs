@@ -1,10 +1,12 @@
 //! `diffusion-cli`: train, sample, visualize and inspect diffusion models from one command line.
 
+mod args;
 mod backend;
 mod commands;
 mod images;
 mod plot;
 mod progress;
+mod stop;
 
 use std::process::ExitCode;
 

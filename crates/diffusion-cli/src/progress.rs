@@ -2,6 +2,7 @@
 //! when standard error is not a terminal (CI logs, redirected output).
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use diffusion_train::{StepProgress, TrainEvent, TrainObserver};
@@ -12,10 +13,13 @@ pub struct TrainProgress {
     bar: Option<ProgressBar>,
     last_line: Instant,
     line_every: Duration,
+    resume_into: Option<PathBuf>,
 }
 
 impl TrainProgress {
-    pub fn new() -> Self {
+    /// `resume_into`: the run directory when `--resume` was given, to say so when there was
+    /// nothing to resume.
+    pub fn new(resume_into: Option<&Path>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
             bar.set_style(
@@ -30,6 +34,7 @@ impl TrainProgress {
             bar,
             last_line: Instant::now(),
             line_every: Duration::from_secs(15),
+            resume_into: resume_into.map(Path::to_path_buf),
         }
     }
 
@@ -82,6 +87,11 @@ impl TrainObserver for TrainProgress {
                 }
                 if *resumed {
                     self.println(format!("resuming at step {step} of {total_steps}"));
+                } else if let Some(dir) = &self.resume_into {
+                    self.println(format!(
+                        "nothing to resume in {} (no checkpoint): starting a new run of {total_steps} steps",
+                        dir.display()
+                    ));
                 } else {
                     self.println(format!("training {total_steps} steps"));
                 }
@@ -89,6 +99,16 @@ impl TrainObserver for TrainProgress {
             TrainEvent::CheckpointSaved { step, path } => {
                 self.println(format!("step {step}: checkpoint {}", path.display()))
             }
+            TrainEvent::CheckpointSkipped {
+                path,
+                moved_to,
+                reason,
+                ..
+            } => self.println(format!(
+                "warning: passing over checkpoint {} ({reason}); kept as {}",
+                path.display(),
+                moved_to.display()
+            )),
             TrainEvent::PreviewSaved { step, path } => {
                 self.println(format!("step {step}: preview {}", path.display()))
             }

@@ -1,58 +1,12 @@
 //! The user's workflow end to end through the binary: train a tiny model, resume, sample,
 //! denoise, plot, inspect; and every user mistake gives one clear line and a failure.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use assert_cmd::Command;
+use std::path::Path;
+
+use common::{assert_one_line_error, assert_success, cli, tiny_config};
 use serde_json::Value;
-
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("diffusion-cli").unwrap();
-    cmd.env_remove("DIFFUSION_DATA");
-    cmd
-}
-
-/// The mnist preset shrunk to seconds: a 2-level net with 8 base channels, 8 images a step.
-fn tiny_config(dir: &Path) -> PathBuf {
-    let preset = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../assets/configs/mnist.json"
-    );
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(preset).unwrap()).unwrap();
-    config["model"]["base_channels"] = 8.into();
-    config["model"]["channel_mults"] = serde_json::json!([1, 2]);
-    config["model"]["attention_resolutions"] = serde_json::json!([14]);
-    config["model"]["norm_groups"] = 4.into();
-    config["batch_size"] = 8.into();
-    config["max_steps"] = 4.into();
-    config["checkpoint_every"] = 2.into();
-    config["sample_every"] = 4.into();
-    config["log_every"] = 1.into();
-    config["preview"]["num_images"] = 2.into();
-    config["preview"]["columns"] = 2.into();
-    config["preview"]["ddim_steps"] = 2.into();
-    let path = dir.join("tiny.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    path
-}
-
-fn assert_success(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn assert_one_line_error(out: &std::process::Output, needle: &str) {
-    assert!(!out.status.success(), "expected a failure");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.trim_end().lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "stderr: {stderr}");
-    assert!(last.contains(needle), "`{needle}` not in: {last}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
 
 #[test]
 fn train_resume_sample_denoise_plot_info() {
@@ -409,91 +363,6 @@ fn every_flag_has_help_text() {
             );
         }
     }
-}
-
-/// Ctrl-C (SIGINT) finishes the step, saves a checkpoint and exits cleanly; `--resume` goes on.
-#[test]
-fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
-    use std::time::{Duration, Instant};
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path());
-    let run = dir.path().join("run");
-    let bin = assert_cmd::cargo::cargo_bin("diffusion-cli");
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "train",
-            "--max-steps",
-            "100000",
-            "--checkpoint-every",
-            "100000",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--run")
-        .arg(&run)
-        .env_remove("DIFFUSION_DATA")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until a few steps are logged, then interrupt.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let metrics = run.join("metrics.jsonl");
-    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
-        assert!(Instant::now() < deadline, "training did not start");
-        assert!(child.try_wait().unwrap().is_none(), "training exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no clean exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    assert!(exit.success(), "exit {exit:?}: {stderr}");
-    assert!(
-        stderr.contains("--resume"),
-        "tells how to continue: {stderr}"
-    );
-    let logged = std::fs::read_to_string(&metrics).unwrap().lines().count();
-    let newest = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("step-")?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .unwrap();
-    assert!(
-        newest >= 3 && newest == logged,
-        "checkpoint at step {newest}, {logged} steps logged"
-    );
-
-    let out = cli()
-        .args(["train", "--resume", "--max-steps"])
-        .arg((newest + 2).to_string())
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_success(&out);
-    assert_eq!(
-        std::fs::read_to_string(&metrics).unwrap().lines().count(),
-        newest + 2
-    );
 }
 
 /// An image folder of another size trains once `--image-size` resizes it and sizes the net.

@@ -153,9 +153,11 @@ impl TrainConfig {
         })
     }
 
-    /// The config as pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// The config as pretty JSON. A failure is an error, never an empty string: an empty
+    /// `config.json` would make a checkpoint that looks complete and cannot be resumed.
+    pub fn to_json(&self) -> Result<String, TrainError> {
+        serde_json::to_string_pretty(self)
+            .map_err(|e| TrainError::invalid("config", format!("cannot be written as JSON: {e}")))
     }
 
     /// Checks every field against its allowed range; the error names the field.
@@ -266,7 +268,7 @@ mod tests {
     fn every_preset_parses_validates_and_round_trips() {
         for name in TrainConfig::preset_names() {
             let config = TrainConfig::preset(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let back: TrainConfig = serde_json::from_str(&config.to_json()).unwrap();
+            let back: TrainConfig = serde_json::from_str(&config.to_json().unwrap()).unwrap();
             assert_eq!(back, config, "{name}");
         }
         assert!(TrainConfig::preset("imagenet").is_err());

@@ -60,6 +60,33 @@ pub enum TrainError {
         run_dir: PathBuf,
     },
 
+    /// The run has checkpoints, and none of them can be read.
+    #[error(
+        "none of the {count} checkpoints in {run_dir}/checkpoints can be read; the newest: {newest}"
+    )]
+    NoReadableCheckpoint {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// How many checkpoints were tried.
+        count: usize,
+        /// Why the newest could not be read.
+        newest: Box<TrainError>,
+    },
+
+    /// The checkpoint of a step the user named does not exist.
+    #[error(
+        "{run_dir} has no checkpoint of step {step}; it keeps {}",
+        list_steps(kept)
+    )]
+    CheckpointNotFound {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The step asked for.
+        step: usize,
+        /// The steps it has, oldest first.
+        kept: Vec<usize>,
+    },
+
     /// A checkpoint is unreadable: truncated, not a checkpoint, or written by another version.
     #[error("checkpoint {path} is unreadable: {message}")]
     CorruptCheckpoint {
@@ -137,6 +164,14 @@ pub enum TrainError {
         /// Encoder message.
         message: String,
     },
+}
+
+fn list_steps(steps: &[usize]) -> String {
+    if steps.is_empty() {
+        return "none".into();
+    }
+    let steps: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    format!("steps {}", steps.join(", "))
 }
 
 impl TrainError {

@@ -31,7 +31,7 @@ pub use ema::{EmaConfig, EmaWarmup, ema_update};
 pub use error::TrainError;
 pub use grad_clip::{clip_grad_norm, global_grad_norm};
 pub use image_grid::{image_grid, save_image_grid, tensor_to_images};
-pub use inference::{load_checkpoint_for_inference, load_run_for_inference};
+pub use inference::{LoadedRun, load_checkpoint_for_inference, load_run, load_run_for_inference};
 pub use lr_schedule::{LrDecay, LrScheduleConfig};
 pub use metrics::{METRICS_FILE, MetricsRecord};
 pub use objective::DiffusionObjective;

@@ -41,6 +41,18 @@ pub enum TrainEvent {
         /// The directory.
         path: PathBuf,
     },
+    /// A checkpoint could not be read and was passed over when resuming; it was renamed, not
+    /// deleted.
+    CheckpointSkipped {
+        /// Its step.
+        step: usize,
+        /// Where it was.
+        path: PathBuf,
+        /// Where it is now (`step-N.damaged`).
+        moved_to: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
     /// A preview grid was written.
     PreviewSaved {
         /// Its step.

@@ -12,12 +12,16 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use diffusion_nets::{UNet, UNetConfig, UNetVariant};
-use diffusion_train::checkpoint::{MODEL_FILE, RunLock, latest_checkpoint, list_checkpoints};
+use diffusion_train::checkpoint::{
+    CheckpointChoice, EMA_FILE, MANIFEST_FILE, MODEL_FILE, RunLock, latest_checkpoint,
+    list_checkpoints,
+};
 use diffusion_train::data::{DataConfig, ImageDataset, ImageShape};
 use diffusion_train::metrics::read_metrics;
 use diffusion_train::{
     EmaConfig, LrDecay, LrScheduleConfig, METRICS_FILE, NoObserver, PreviewConfig, StepProgress,
-    TrainConfig, TrainError, Trainer, load_run_for_inference,
+    TrainConfig, TrainError, TrainEvent, TrainObserver, Trainer, load_checkpoint_for_inference,
+    load_run, load_run_for_inference,
 };
 
 type Inner = burn::backend::Flex;
@@ -237,19 +241,142 @@ fn truncated_or_foreign_checkpoints_are_clear_errors() {
     let (_, checkpoint) = latest_checkpoint(&dir).unwrap().unwrap();
     let model = checkpoint.join(MODEL_FILE);
     let bytes = std::fs::read(&model).unwrap();
+    // one checkpoint directory, no fallback
+    let load = |ema| load_checkpoint_for_inference::<Inner>(&checkpoint, ema, &Default::default());
 
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
-    let err = load_run_for_inference::<Inner>(&dir, false, &Default::default()).unwrap_err();
+    let err = load(false).unwrap_err();
+    assert!(matches!(err, TrainError::CorruptCheckpoint { .. }), "{err}");
+    assert!(err.to_string().contains("model.mpk"), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    // without the manifest (as written before manifests existed) the decoder finds it
+    std::fs::remove_file(checkpoint.join(MANIFEST_FILE)).unwrap();
+    let err = load(false).unwrap_err();
     assert!(matches!(err, TrainError::CorruptCheckpoint { .. }), "{err}");
     assert!(err.to_string().contains("model.mpk"), "{err}");
 
     std::fs::write(&model, b"this is not a checkpoint").unwrap();
-    let err = load_run_for_inference::<Inner>(&dir, false, &Default::default()).unwrap_err();
+    let err = load(false).unwrap_err();
     assert!(matches!(err, TrainError::CorruptCheckpoint { .. }), "{err}");
 
     std::fs::write(checkpoint.join("state.json"), b"{}").unwrap();
-    let err = load_run_for_inference::<Inner>(&dir, true, &Default::default()).unwrap_err();
+    let err = load(true).unwrap_err();
     assert!(err.to_string().contains("state.json"), "{err}");
+}
+
+/// Collects the trainer's events.
+struct Events(Vec<TrainEvent>);
+
+impl TrainObserver for Events {
+    fn on_event(&mut self, event: &TrainEvent) {
+        self.0.push(event.clone());
+    }
+}
+
+#[test]
+fn damaged_newest_checkpoints_are_passed_over_and_kept_aside() {
+    let _guard = serial();
+    let root = tempfile::tempdir().unwrap();
+    let straight = root.path().join("straight");
+    train(&tiny_config(9), &straight, None);
+    let dir = root.path().join("run");
+    train(&tiny_config(6), &dir, None);
+    let steps =
+        |dir: &Path| -> Vec<usize> { list_checkpoints(dir).unwrap().iter().map(|c| c.0).collect() };
+    assert_eq!(steps(&dir), vec![3, 6]);
+    let ema = dir.join("checkpoints/step-00000006").join(EMA_FILE);
+    let bytes = std::fs::read(&ema).unwrap();
+    let load = |choice| load_run::<Inner>(&dir, choice, true, &Default::default());
+
+    for (damage, damaged) in [
+        ("truncated", bytes[..bytes.len() - 7].to_vec()),
+        ("zero-filled", vec![0u8; bytes.len()]),
+    ] {
+        std::fs::write(&ema, &damaged).unwrap();
+        let run = load(CheckpointChoice::NewestReadable).unwrap();
+        assert_eq!(run.step, 3, "{damage}: falls back to the older checkpoint");
+        assert_eq!(run.skipped.len(), 1, "{damage}");
+        assert_eq!(run.skipped[0].step, 6);
+        assert!(
+            run.skipped[0].error.to_string().contains("ema.mpk"),
+            "{damage}"
+        );
+        // a named step does not fall back
+        let err = load(CheckpointChoice::Step(6)).unwrap_err();
+        assert!(
+            matches!(err, TrainError::CorruptCheckpoint { .. }),
+            "{damage}: {err}"
+        );
+        assert_eq!(load(CheckpointChoice::Step(3)).unwrap().step, 3);
+        // sampling moves nothing
+        assert_eq!(steps(&dir), vec![3, 6]);
+    }
+
+    // Resuming goes on from step 3, keeps the damaged one aside, and ends where a straight
+    // run ends, bit for bit.
+    let mut events = Events(Vec::new());
+    let summary = Trainer::<B>::new(tiny_config(9), &dir, Default::default())
+        .with_dataset(tiny_dataset())
+        .resume(true)
+        .run(&AtomicBool::new(false), &mut events)
+        .unwrap();
+    assert_eq!((summary.start_step, summary.final_step), (3, 9));
+    let skipped: Vec<&TrainEvent> = events
+        .0
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::CheckpointSkipped { .. }))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{:?}", events.0);
+    let kept = dir.join("checkpoints/step-00000006.damaged");
+    assert_eq!(
+        std::fs::read(kept.join(EMA_FILE)).unwrap(),
+        vec![0u8; bytes.len()]
+    );
+    assert_eq!(
+        steps(&dir),
+        vec![6, 9],
+        "rotation counted intact checkpoints only"
+    );
+    assert!(kept.is_dir(), "rotation never deletes a damaged checkpoint");
+    for use_ema in [false, true] {
+        let (_, a, _) =
+            load_run_for_inference::<Inner>(&straight, use_ema, &Default::default()).unwrap();
+        let (_, b, _) =
+            load_run_for_inference::<Inner>(&dir, use_ema, &Default::default()).unwrap();
+        assert_eq!(weights(&a), weights(&b), "ema: {use_ema}");
+    }
+    RunLock::acquire(&dir).expect("the lock is released");
+}
+
+#[test]
+fn a_run_with_no_readable_checkpoint_is_an_error_not_a_fresh_start() {
+    let _guard = serial();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    train(&tiny_config(3), &dir, None);
+    for (_, checkpoint) in list_checkpoints(&dir).unwrap() {
+        let model = checkpoint.join(MODEL_FILE);
+        let len = std::fs::metadata(&model).unwrap().len() as usize;
+        std::fs::write(&model, vec![0u8; len]).unwrap();
+    }
+    let err = Trainer::<B>::new(tiny_config(6), &dir, Default::default())
+        .with_dataset(tiny_dataset())
+        .resume(true)
+        .run(&AtomicBool::new(false), &mut NoObserver)
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::NoReadableCheckpoint { count: 2, .. }),
+        "{err}"
+    );
+    let err = load_run_for_inference::<Inner>(&dir, false, &Default::default()).unwrap_err();
+    assert!(
+        matches!(err, TrainError::NoReadableCheckpoint { .. }),
+        "{err}"
+    );
+    // nothing was moved: the user decides
+    assert_eq!(list_checkpoints(&dir).unwrap().len(), 2);
+    RunLock::acquire(&dir).expect("the lock is released");
 }
 
 /// Replaces every weight by NaN.
@@ -276,6 +403,9 @@ fn non_finite_steps_are_skipped_then_stop_training_and_never_reach_a_checkpoint(
         .record::<_>(poisoned, ())
         .unwrap();
     std::fs::write(checkpoint.join(MODEL_FILE), bytes).unwrap();
+    // Without its manifest the checkpoint is taken as written, NaNs and all (with it, the
+    // changed file would be found damaged and passed over).
+    std::fs::remove_file(checkpoint.join(MANIFEST_FILE)).unwrap();
 
     let diverging = tiny_config(50)
         .with_max_consecutive_nonfinite(3)

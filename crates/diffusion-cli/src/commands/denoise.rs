@@ -8,21 +8,21 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 use diffusion_core::{NoiseRng, noised_start, sample_loop};
+use diffusion_train::LoadedRun;
 use diffusion_train::data::DatasetSource;
-use diffusion_train::load_run_for_inference;
 
 use super::data::{dataset_images, mse_psnr};
 use super::sample::{SamplerFlags, SamplerKind, conditioning};
 use super::train::parse_dataset;
+use crate::args::RunFlags;
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{grid, save_png, to_images};
 
 /// Denoise partly noised real images with a trained run.
 #[derive(Debug, Args)]
 pub struct DenoiseArgs {
-    /// Run directory written by `train`.
-    #[arg(long)]
-    pub run: PathBuf,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Timesteps to start the reverse process from, comma-separated.
     #[arg(
         long,
@@ -58,9 +58,6 @@ pub struct DenoiseArgs {
     /// PNG to write: rows are images; columns original, then noisy and denoised for each t.
     #[arg(long, value_name = "FILE.png")]
     pub out: PathBuf,
-    /// Use the raw weights instead of their exponential moving average.
-    #[arg(long)]
-    pub no_ema: bool,
     /// Device: cpu, wgpu[:N] or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -79,13 +76,15 @@ impl BackendTask for DenoiseTask {
 }
 
 fn denoise<B: Backend>(args: &DenoiseArgs, device: &B::Device) -> Result<()> {
-    if !args.run.is_dir() {
-        bail!("run directory {} does not exist", args.run.display());
-    }
     if args.num == 0 || args.from_t.is_empty() {
         bail!("need at least one image (-n) and one timestep (--from-t)");
     }
-    let (config, model, schedule) = load_run_for_inference::<B>(&args.run, !args.no_ema, device)?;
+    let LoadedRun {
+        config,
+        model,
+        schedule,
+        ..
+    } = args.run.load::<B>(device)?;
     let t_max = schedule.num_timesteps() - 1;
     if let Some(bad) = args.from_t.iter().find(|&&t| t > t_max) {
         bail!("--from-t {bad} is out of range: this run has timesteps 0..={t_max}");

@@ -57,7 +57,7 @@ fn preset_info(name: &str) -> Result<()> {
         println!("network: {description}");
     }
     match &train {
-        Some(config) => println!("{}", config.to_json()),
+        Some(config) => println!("{}", config.to_json()?),
         None => println!("{}", serde_json::to_string_pretty(&model)?),
     }
     print_model_size(&model)
@@ -87,7 +87,7 @@ fn run_info(run_dir: &std::path::Path) -> Result<()> {
     })?;
     println!("run: {}", run_dir.display());
     println!("dataset: {:?}", config.data.dataset);
-    println!("{}", config.to_json());
+    println!("{}", config.to_json()?);
     print_model_size(&config.model)?;
     if checkpoints.is_empty() {
         println!("checkpoints: none yet");

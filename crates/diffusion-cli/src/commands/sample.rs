@@ -10,9 +10,10 @@ use diffusion_core::{
     Conditioning, DdimConfig, DdpmConfig, DpmSolverConfig, GuidanceConfig, NoiseRng, SamplerConfig,
     sample_loop,
 };
-use diffusion_train::{TrainConfig, load_run_for_inference};
+use diffusion_train::{LoadedRun, TrainConfig};
 use image::DynamicImage;
 
+use crate::args::RunFlags;
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{GifWriter, evenly_spaced, grid, save_png, to_images, upscale};
 
@@ -61,9 +62,8 @@ impl SamplerFlags {
 /// Generate images from a trained run (EMA weights unless --no-ema).
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Run directory written by `train`.
-    #[arg(long)]
-    pub run: PathBuf,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[command(flatten)]
     pub sampler: SamplerFlags,
     /// Number of images.
@@ -102,9 +102,6 @@ pub struct SampleArgs {
     /// Grid columns (default: the number of classes for conditional models, else 8).
     #[arg(long)]
     pub columns: Option<usize>,
-    /// Use the raw weights instead of their exponential moving average.
-    #[arg(long)]
-    pub no_ema: bool,
     /// Device: cpu, wgpu[:N] or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -170,14 +167,12 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     if args.num == 0 || args.batch_size == 0 || args.strip_steps == 0 {
         bail!("-n, --batch-size and --strip-steps must be at least 1");
     }
-    if !args.run.is_dir() {
-        bail!(
-            "run directory {} does not exist: train one with `diffusion-cli train --run {}`",
-            args.run.display(),
-            args.run.display()
-        );
-    }
-    let (config, model, schedule) = load_run_for_inference::<B>(&args.run, !args.no_ema, device)?;
+    let LoadedRun {
+        config,
+        model,
+        schedule,
+        ..
+    } = args.run.load::<B>(device)?;
     let labels = labels_for(&config, args.class, args.num)?;
     let sampler_config = args.sampler.config();
     let mut sampler = sampler_config.init::<B>(&schedule, config.prediction_type)?;
@@ -257,7 +252,7 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| {
         let name =
             format!("{:?}-{steps}-seed{}.png", args.sampler.sampler, args.seed).to_lowercase();
-        args.run.join("samples").join(name)
+        args.run.run.join("samples").join(name)
     });
     save_png(&grid(&images, columns), &out)?;
     eprintln!("wrote {}", out.display());

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
@@ -39,6 +39,11 @@ pub enum PredictionKind {
 }
 
 /// Train a diffusion model. With no flags: the `mnist` preset on the bundled MNIST sample, CPU.
+///
+/// Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP finish the step, save a checkpoint and exit
+/// with status 0; continue with `--resume`. Signals within a second of the first count as one;
+/// a later one quits at once without saving, with status 128 + its number (130 for SIGINT,
+/// 143 for SIGTERM).
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Experiment config (JSON, as in assets/configs/); default: the preset.
@@ -101,7 +106,9 @@ pub struct TrainArgs {
     /// Device: cpu, wgpu[:N] or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
-    /// Continue the run from its newest complete checkpoint.
+    /// Continue the run from its newest readable checkpoint (damaged newer ones are renamed
+    /// to step-N.damaged and passed over); with none, say so and start a new run, so that one
+    /// command serves the first launch and every relaunch of a preemptible job.
     #[arg(long)]
     pub resume: bool,
     /// Save a checkpoint every N steps.
@@ -239,7 +246,7 @@ impl BackendTask for TrainTask {
     type Output = ();
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let mut progress = TrainProgress::new();
+        let mut progress = TrainProgress::new(self.resume.then_some(self.run_dir.as_path()));
         let result = Trainer::<B>::new(self.config, &self.run_dir, device)
             .resume(self.resume)
             .run(&self.stop, &mut progress);
@@ -303,15 +310,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    // First Ctrl-C: finish the step, save a checkpoint, exit cleanly. Second: leave at once.
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: saving a checkpoint (Ctrl-C again to quit at once)");
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    crate::stop::install(stop.clone())?;
 
     eprintln!(
         "run directory: {} (device {})",

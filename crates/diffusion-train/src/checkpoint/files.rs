@@ -2,7 +2,9 @@
 //!
 //! `model.mpk`, `ema.mpk`, `optimizer.mpk` (Burn records in named MessagePack at full
 //! precision, so a resumed run is bit-identical), `state.json` (step, data position, counters)
-//! and `config.json` (the whole [`TrainConfig`], checked before any weight is loaded).
+//! and `config.json` (the whole [`TrainConfig`], checked before any weight is loaded), then
+//! `manifest.json`: the size and CRC-32 of each of those files, so that a checkpoint damaged
+//! after it was written (a truncated or zero-filled file) is found without decoding it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
 pub const STATE_FILE: &str = "state.json";
 /// The [`TrainConfig`] the checkpoint was written with.
 pub const CONFIG_FILE: &str = "config.json";
+/// Size and CRC-32 of every other file, written last.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 const FORMAT: &str = "diffusion-train-checkpoint";
 const VERSION: u32 = 1;
@@ -72,6 +76,74 @@ impl CheckpointState {
             wall_time_s: 0.0,
         }
     }
+}
+
+/// One file of a checkpoint as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ManifestEntry {
+    name: String,
+    bytes: u64,
+    crc32: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Manifest {
+    files: Vec<ManifestEntry>,
+}
+
+/// The manifest of a checkpoint holding `files` (name, contents).
+pub(crate) fn manifest_json(files: &[(&str, &[u8])]) -> Result<Vec<u8>, TrainError> {
+    let manifest = Manifest {
+        files: files
+            .iter()
+            .map(|(name, bytes)| ManifestEntry {
+                name: (*name).to_string(),
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(bytes),
+            })
+            .collect(),
+    };
+    serde_json::to_vec_pretty(&manifest).map_err(|e| {
+        corrupt(
+            Path::new(MANIFEST_FILE),
+            format!("cannot serialize the manifest: {e}"),
+        )
+    })
+}
+
+/// Checks that the checkpoint in `dir` is whole: every file its manifest lists has the recorded
+/// size and CRC-32. Reads each file once; decodes nothing. A checkpoint written before
+/// manifests existed passes (only decoding its files can tell; loading does that).
+pub fn verify_checkpoint(dir: &Path) -> Result<(), TrainError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(corrupt(&path, e.to_string())),
+    };
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| corrupt(&path, format!("not a checkpoint manifest: {e}")))?;
+    for entry in &manifest.files {
+        let file = dir.join(&entry.name);
+        let bytes = std::fs::read(&file).map_err(|e| corrupt(&file, e.to_string()))?;
+        if bytes.len() as u64 != entry.bytes {
+            return Err(corrupt(
+                &file,
+                format!(
+                    "{} bytes, {} when it was written (truncated or overwritten)",
+                    bytes.len(),
+                    entry.bytes
+                ),
+            ));
+        }
+        if crc32fast::hash(&bytes) != entry.crc32 {
+            return Err(corrupt(
+                &file,
+                "its contents changed after it was written (CRC-32 mismatch)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> TrainError {
@@ -331,7 +403,7 @@ mod tests {
         assert!(read_state(dir.path()).is_err());
 
         let config = tiny_train_config();
-        std::fs::write(dir.path().join(CONFIG_FILE), config.to_json()).unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), config.to_json().unwrap()).unwrap();
         assert_eq!(read_config(dir.path()).unwrap(), config);
     }
 }

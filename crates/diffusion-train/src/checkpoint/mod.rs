@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod lock;
+pub mod pick;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -14,10 +15,11 @@ use burn::tensor::backend::AutodiffBackend;
 use diffusion_nets::UNet;
 
 pub use files::{
-    CONFIG_FILE, CheckpointState, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, all_finite,
-    check_same_model, load_module, read_config, read_state,
+    CONFIG_FILE, CheckpointState, EMA_FILE, MANIFEST_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+    all_finite, check_same_model, load_module, read_config, read_state, verify_checkpoint,
 };
 pub use lock::RunLock;
+pub use pick::{CheckpointChoice, Picked, SkippedCheckpoint, pick_checkpoint};
 pub use store::{CHECKPOINTS_DIR, checkpoint_name, latest_checkpoint, list_checkpoints};
 
 use crate::{TrainConfig, TrainError};
@@ -61,15 +63,23 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     let model_bytes = files::record_to_bytes(model.into_record())?;
     let ema_bytes = files::record_to_bytes(ema.clone().into_record())?;
     let optim_bytes = files::record_to_bytes::<B, _>(optim.to_record())?;
-    let state_json = serde_json::to_vec_pretty(state).unwrap_or_default();
-    let config_json = config.to_json();
+    let state_json = serde_json::to_vec_pretty(state)
+        .map_err(|e| TrainError::invalid("state", format!("cannot be written as JSON: {e}")))?;
+    let config_json = config.to_json()?;
+    // In writing order; state.json after the weights, the manifest of them all last.
+    let files: [(&str, &[u8]); 5] = [
+        (MODEL_FILE, &model_bytes),
+        (EMA_FILE, &ema_bytes),
+        (OPTIMIZER_FILE, &optim_bytes),
+        (CONFIG_FILE, config_json.as_bytes()),
+        (STATE_FILE, &state_json),
+    ];
+    let manifest = files::manifest_json(&files)?;
     let dir = store::write_checkpoint_dir(run_dir, state.step, |tmp| {
-        store::write_synced(&tmp.join(MODEL_FILE), &model_bytes)?;
-        store::write_synced(&tmp.join(EMA_FILE), &ema_bytes)?;
-        store::write_synced(&tmp.join(OPTIMIZER_FILE), &optim_bytes)?;
-        store::write_synced(&tmp.join(CONFIG_FILE), config_json.as_bytes())?;
-        // state.json last: its presence marks a checkpoint written by this version.
-        store::write_synced(&tmp.join(STATE_FILE), &state_json)
+        for (name, bytes) in files {
+            store::write_synced(&tmp.join(name), bytes)?;
+        }
+        store::write_synced(&tmp.join(MANIFEST_FILE), &manifest)
     })?;
     store::prune_checkpoints(run_dir, config.keep_last_checkpoints)?;
     Ok(dir)

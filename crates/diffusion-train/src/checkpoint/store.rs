@@ -3,7 +3,9 @@
 //! A checkpoint is written whole to `checkpoints/step-00000123.tmp/`, every file and the
 //! directory are fsynced, then it is renamed to `step-00000123/` and never touched again. Old
 //! checkpoints are renamed to `*.del` before deletion so that a kill half-way through a
-//! deletion never leaves a half-empty directory under a checkpoint name.
+//! deletion never leaves a half-empty directory under a checkpoint name. A checkpoint found
+//! damaged (its files no longer match its manifest) is renamed to `step-00000123.damaged`:
+//! neither loaded nor counted nor ever deleted, kept for the user to inspect.
 
 use std::fs::File;
 use std::io::Write;
@@ -16,6 +18,7 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 const PREFIX: &str = "step-";
 const TMP_SUFFIX: &str = ".tmp";
 const DEL_SUFFIX: &str = ".del";
+const DAMAGED_SUFFIX: &str = ".damaged";
 
 /// Directory name of the checkpoint taken after `step` optimizer steps.
 pub fn checkpoint_name(step: usize) -> String {
@@ -126,17 +129,55 @@ fn retire(root: &Path, dir: &Path, name: &str) -> Result<(), TrainError> {
     std::fs::remove_dir_all(&del).map_err(|e| TrainError::io(&del, e))
 }
 
-/// Keeps the newest `keep` complete checkpoints (at least one) and removes the older ones
-/// and any `.tmp` / `.del` leftovers. Only call while holding the run lock.
-pub(crate) fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<(), TrainError> {
+/// Renames the damaged checkpoint `dir` to `step-N.damaged` (`.damaged-2`, ... when taken),
+/// out of the way of loading, counting and pruning. Returns the new path. Only call while
+/// holding the run lock.
+pub(crate) fn quarantine(dir: &Path) -> Result<PathBuf, TrainError> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let mut target = parent.join(format!("{name}{DAMAGED_SUFFIX}"));
+    let mut n = 2;
+    while target.exists() {
+        target = parent.join(format!("{name}{DAMAGED_SUFFIX}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(dir, &target).map_err(|e| TrainError::io(dir, e))?;
+    sync_dir(parent)?;
+    Ok(target)
+}
+
+/// Keeps the newest `keep` intact checkpoints (at least one) and removes the older ones and
+/// any `.tmp` / `.del` leftovers. Every checkpoint is verified against its manifest first
+/// (each file read once): a damaged one is quarantined, never deleted, and does not count
+/// towards `keep`. Returns the quarantined ones as (old path, new path, why). Only call while
+/// holding the run lock.
+pub(crate) fn prune_checkpoints(
+    run_dir: &Path,
+    keep: usize,
+) -> Result<Vec<(PathBuf, PathBuf, TrainError)>, TrainError> {
     let root = run_dir.join(CHECKPOINTS_DIR);
-    let complete = list_checkpoints(run_dir)?;
-    let excess = complete.len().saturating_sub(keep.max(1));
-    for (step, dir) in complete.into_iter().take(excess) {
+    let mut intact = Vec::new();
+    let mut damaged = Vec::new();
+    for (step, dir) in list_checkpoints(run_dir)? {
+        match super::files::verify_checkpoint(&dir) {
+            Ok(()) => intact.push((step, dir)),
+            Err(why) => {
+                let moved = quarantine(&dir)?;
+                tracing::warn!(
+                    checkpoint = %dir.display(),
+                    moved_to = %moved.display(),
+                    "damaged checkpoint kept aside: {why}"
+                );
+                damaged.push((dir, moved, why));
+            }
+        }
+    }
+    let excess = intact.len().saturating_sub(keep.max(1));
+    for (step, dir) in intact.into_iter().take(excess) {
         retire(&root, &dir, &checkpoint_name(step))?;
     }
     let Ok(entries) = std::fs::read_dir(&root) else {
-        return Ok(());
+        return Ok(damaged);
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -146,7 +187,7 @@ pub(crate) fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<(), Train
             std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
         }
     }
-    Ok(())
+    Ok(damaged)
 }
 
 #[cfg(test)]
@@ -192,6 +233,45 @@ mod tests {
         write_checkpoint_dir(run, 5, |dir| write_synced(&dir.join("b.txt"), b"y")).unwrap();
         let latest = latest_checkpoint(run).unwrap().unwrap().1;
         assert!(latest.join("b.txt").exists() && !latest.join("a.txt").exists());
+    }
+
+    #[test]
+    fn prune_keeps_damaged_checkpoints_aside_and_counts_only_intact_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        for step in 1..=4 {
+            write_checkpoint_dir(run, step, |d| {
+                let files: [(&str, &[u8]); 1] = [("a.txt", b"xyz")];
+                write_synced(&d.join("a.txt"), b"xyz")?;
+                write_synced(
+                    &d.join(super::super::files::MANIFEST_FILE),
+                    &super::super::files::manifest_json(&files)?,
+                )
+            })
+            .unwrap();
+        }
+        // the newest truncated, the oldest zero-filled
+        std::fs::write(run.join("checkpoints/step-00000004/a.txt"), b"xy").unwrap();
+        std::fs::write(run.join("checkpoints/step-00000001/a.txt"), [0u8; 3]).unwrap();
+        let damaged = prune_checkpoints(run, 1).unwrap();
+        assert_eq!(damaged.len(), 2);
+        let steps: Vec<usize> = list_checkpoints(run).unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(
+            steps,
+            vec![3],
+            "one intact checkpoint kept, the older intact one pruned"
+        );
+        for name in ["step-00000004.damaged", "step-00000001.damaged"] {
+            assert!(
+                run.join("checkpoints").join(name).join("a.txt").is_file(),
+                "{name}"
+            );
+        }
+        // pruning again deletes none of them
+        write_step(run, 5);
+        prune_checkpoints(run, 1).unwrap();
+        assert!(run.join("checkpoints/step-00000004.damaged").is_dir());
+        assert!(run.join("checkpoints/step-00000001.damaged").is_dir());
     }
 
     #[test]

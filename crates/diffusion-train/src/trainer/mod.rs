@@ -16,9 +16,10 @@ use burn::tensor::backend::AutodiffBackend;
 pub use preview::{SAMPLES_DIR, write_preview};
 pub use step::StepOutcome;
 
-use crate::checkpoint::store::replace_file;
+use crate::checkpoint::store::{quarantine, replace_file};
 use crate::checkpoint::{
-    CheckpointState, RunLock, all_finite, latest_checkpoint, load_checkpoint, save_checkpoint,
+    CheckpointChoice, CheckpointState, RunLock, all_finite, list_checkpoints, load_checkpoint,
+    pick_checkpoint, save_checkpoint, verify_checkpoint,
 };
 use crate::data::{DataOrder, ImageDataset};
 use crate::metrics::MetricsLog;
@@ -86,8 +87,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
-    /// Continue from the newest complete checkpoint of the run directory, if there is one.
-    /// Without it, a run directory that already holds checkpoints is an error.
+    /// Continue from the newest readable checkpoint of the run directory, if there is one
+    /// (a fresh run otherwise: [`TrainEvent::Started`] says which). Damaged newer checkpoints
+    /// are passed over, renamed to `step-N.damaged` and reported as
+    /// [`TrainEvent::CheckpointSkipped`]; when none can be read, the run is an error, never
+    /// restarted. Without it, a run directory that already holds checkpoints is an error.
     pub fn resume(mut self, resume: bool) -> Self {
         self.resume = resume;
         self
@@ -130,14 +134,31 @@ impl<B: AutodiffBackend> Trainer<B> {
             config.model.num_classes,
         )?;
 
-        let latest = latest_checkpoint(&run_dir)?;
-        if latest.is_some() && !resume {
+        if !resume && !list_checkpoints(&run_dir)?.is_empty() {
             return Err(TrainError::RunExists { run_dir });
         }
-        let (mut model, mut ema, mut optim, mut state) = match &latest {
-            Some((_, dir)) => {
-                let loaded = load_checkpoint::<B>(dir, &config, &device)?;
-                tracing::info!(step = loaded.state.step, dir = %dir.display(), "resuming");
+        let latest = match resume {
+            true => pick_checkpoint(&run_dir, CheckpointChoice::NewestReadable, |dir| {
+                verify_checkpoint(dir)?;
+                load_checkpoint::<B>(dir, &config, &device)
+            })?,
+            false => None,
+        };
+        for skipped in latest.iter().flat_map(|picked| &picked.skipped) {
+            // Out of the way of the checkpoints this run will write at the same steps.
+            let moved_to = quarantine(&skipped.dir)?;
+            observer.on_event(&TrainEvent::CheckpointSkipped {
+                step: skipped.step,
+                path: skipped.dir.clone(),
+                moved_to,
+                reason: skipped.error.to_string(),
+            });
+        }
+        let resumed_from = latest.as_ref().map(|picked| picked.dir.clone());
+        let (mut model, mut ema, mut optim, mut state) = match latest {
+            Some(picked) => {
+                let loaded = picked.value;
+                tracing::info!(step = loaded.state.step, dir = %picked.dir.display(), "resuming");
                 (loaded.model, loaded.ema, loaded.optim, loaded.state)
             }
             None => {
@@ -150,11 +171,11 @@ impl<B: AutodiffBackend> Trainer<B> {
                 (model, ema, optim, CheckpointState::new(0, config.seed))
             }
         };
-        let resumed = latest.is_some();
+        let resumed = resumed_from.is_some();
         let start_step = state.step;
-        replace_file(&run_dir.join(RUN_CONFIG_FILE), config.to_json().as_bytes())?;
+        replace_file(&run_dir.join(RUN_CONFIG_FILE), config.to_json()?.as_bytes())?;
         let mut metrics = MetricsLog::open(&run_dir, start_step)?;
-        let mut last_checkpoint = latest.map(|(_, dir)| dir);
+        let mut last_checkpoint = resumed_from;
         if !resumed {
             // A fresh run gets its step-0 checkpoint at once, so a kill at any later moment
             // leaves something to resume from.
