@@ -177,10 +177,14 @@ mod tests {
         let mut rng = NoiseRng::seed_from_u64(0);
         let out = ddpm.step(x0, step_index, x_t, &mut rng).unwrap();
         let z = NoiseRng::seed_from_u64(0).gaussian_vec(4);
+        // Ho et al. eq. (7), with the schedule's own beta_t and alpha_t.
+        let (beta, alpha) = (schedule.betas()[t], schedule.alphas()[t]);
+        let (ab_t, ab_prev) = (schedule.alpha_bar()[t], schedule.alpha_bar()[t - 1]);
+        let coef_x0 = beta * ab_prev.sqrt() / (1.0 - ab_t);
+        let coef_xt = (1.0 - ab_prev) * alpha.sqrt() / (1.0 - ab_t);
+        let variance = beta * (1.0 - ab_prev) / (1.0 - ab_t);
         for (value, z) in to_vec(out).into_iter().zip(z) {
-            let expected = schedule.posterior_mean_coef1()[t] * -0.2
-                + schedule.posterior_mean_coef2()[t] * 0.3
-                + schedule.posterior_variance()[t].sqrt() * z as f64;
+            let expected = coef_x0 * -0.2 + coef_xt * 0.3 + variance.sqrt() * z as f64;
             assert!((value as f64 - expected).abs() < 1e-6);
         }
     }
