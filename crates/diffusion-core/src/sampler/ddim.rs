@@ -4,20 +4,20 @@
 //!
 //! Song et al. write `alpha_t` for what DDPM (and this crate) calls `alpha_bar_t`.
 //!
-//! | ours                  | paper (eqs. 12, 16)                    | diffusers (`DDIMScheduler.step`) |
-//! |-----------------------|----------------------------------------|----------------------------------|
-//! | `t`                   | `tau_i`                                | `timestep`                       |
-//! | `prev`                | `tau_{i-1}`                            | `prev_timestep`                  |
-//! | `x_t`                 | `x_{tau_i}`                            | `sample`                         |
-//! | `tr.alpha_bar_t`      | `alpha_{tau_i}`                        | `alpha_prod_t`                   |
-//! | `tr.alpha_bar_prev`   | `alpha_{tau_{i-1}}`                    | `alpha_prod_t_prev`              |
-//! | `pred_x0`             | "predicted `x_0`"                      | `pred_original_sample`           |
-//! | `pred_eps`            | `eps_theta(x_{tau_i})`                 | `pred_epsilon`                   |
-//! | `tr.posterior_variance` | `sigma_{tau_i}(1)^2`                 | `variance` (`_get_variance`)     |
-//! | `sigma`               | `sigma_{tau_i}(eta)`                   | `std_dev_t`                      |
-//! | `direction_coef`      | `sqrt(1 - alpha_{tau_{i-1}} - sigma^2)`| its factor in `pred_sample_direction` |
-//! | `z`                   | `eps_{tau_i}`                          | `variance_noise`                 |
-//! | returned              | `x_{tau_{i-1}}`                        | `prev_sample`                    |
+//! | ours                    | paper (eqs. 12, 16)                     | diffusers (`DDIMScheduler`) |
+//! |-------------------------|-----------------------------------------|-----------------------------|
+//! | `t`                     | `tau_i`                                 | `timestep`                  |
+//! | `prev`                  | `tau_{i-1}`                             | `prev_timestep`             |
+//! | `x_t`                   | `x_{tau_i}`                             | `sample`                    |
+//! | `tr.alpha_bar_t`        | `alpha_{tau_i}`                         | `alpha_prod_t`              |
+//! | `tr.alpha_bar_prev`     | `alpha_{tau_{i-1}}`                     | `alpha_prod_t_prev`         |
+//! | `pred_x0`               | "predicted `x_0`"                       | `pred_original_sample`      |
+//! | `pred_eps`              | `eps_theta(x_{tau_i})`                  | `pred_epsilon`              |
+//! | `tr.posterior_variance` | `sigma_{tau_i}(1)^2`                    | `variance`                  |
+//! | `sigma`                 | `sigma_{tau_i}(eta)`                    | `std_dev_t`                 |
+//! | `direction_coef`        | `sqrt(1 - alpha_{tau_{i-1}} - sigma^2)` | in `pred_sample_direction`  |
+//! | `z`                     | `eps_{tau_i}`                           | `variance_noise`            |
+//! | returned                | `x_{tau_{i-1}}`                         | `prev_sample`               |
 //!
 //! `tr` is the step's [`Transition`](crate::Transition). The numbered comments in
 //! [`Ddim::step`](Sampler::step) are those of diffusers' `step`.

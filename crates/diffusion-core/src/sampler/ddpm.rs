@@ -2,20 +2,21 @@
 //! Models", arXiv:2006.11239, Algorithm 2, as in diffusers' `DDPMScheduler` (including its
 //! strided variant with fewer steps than `T`).
 //!
-//! | ours                      | paper (Algorithm 2, eqs. 6-7)   | diffusers (`DDPMScheduler.step`) |
-//! |---------------------------|---------------------------------|----------------------------------|
-//! | `t`                       | `t`                             | `t` (`timestep`)                 |
-//! | `prev` (next listed)      | `t - 1`                         | `prev_t`                         |
-//! | `x_t`                     | `x_t`                           | `sample`                         |
-//! | `tr.alpha_bar_t`          | `alpha_bar_t`                   | `alpha_prod_t`                   |
-//! | `tr.alpha_bar_prev`       | `alpha_bar_{t-1}`               | `alpha_prod_t_prev`              |
-//! | `tr.beta`                 | `beta_t`                        | `current_beta_t`                 |
-//! | `pred_x0`                 | `x_0` predicted from `eps_theta`| `pred_original_sample`           |
-//! | `tr.coef_x0`, `tr.coef_xt`| the coefficients of `mu_tilde_t`| `pred_original_sample_coeff`, `current_sample_coeff` |
-//! | `mean`                    | `mu_tilde_t(x_t, x_0)`          | `pred_prev_sample` before noise  |
-//! | `sigma`                   | `sigma_t`                       | `variance ** 0.5`                |
-//! | `z`                       | `z`                             | `variance_noise`                 |
-//! | returned                  | `x_{t-1}`                       | `prev_sample`                    |
+//! | ours                | paper (Algorithm 2, eqs. 6-7)       | diffusers (`DDPMScheduler`)   |
+//! |---------------------|-------------------------------------|-------------------------------|
+//! | `t`                 | `t`                                 | `t` (`timestep`)              |
+//! | `prev`              | `t - 1`                             | `prev_t`                      |
+//! | `x_t`               | `x_t`                               | `sample`                      |
+//! | `tr.alpha_bar_t`    | `alpha_bar_t`                       | `alpha_prod_t`                |
+//! | `tr.alpha_bar_prev` | `alpha_bar_{t-1}`                   | `alpha_prod_t_prev`           |
+//! | `tr.beta`           | `beta_t`                            | `current_beta_t`              |
+//! | `pred_x0`           | `x_0` from `eps_theta(x_t, t)`      | `pred_original_sample`        |
+//! | `tr.coef_x0`        | `x_0`'s coefficient in `mu_tilde_t` | `pred_original_sample_coeff`  |
+//! | `tr.coef_xt`        | `x_t`'s coefficient in `mu_tilde_t` | `current_sample_coeff`        |
+//! | `mean`              | `mu_tilde_t(x_t, x_0)`              | `pred_prev_sample` (no noise) |
+//! | `sigma`             | `sigma_t`                           | `variance ** 0.5`             |
+//! | `z`                 | `z`                                 | `variance_noise`              |
+//! | returned            | `x_{t-1}`                           | `pred_prev_sample`            |
 //!
 //! `tr` is the step's [`Transition`](crate::Transition); with strided steps its `beta` is
 //! that of the whole jump from `t` to `prev`, as in diffusers. The numbered comments in

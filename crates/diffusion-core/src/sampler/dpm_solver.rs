@@ -11,22 +11,23 @@
 //! As in every sampler here `t` is the current timestep, the model's input; the paper and
 //! diffusers call that one `s` (`s0`) and write `t` for the timestep the step lands on.
 //!
-//! | ours                                | paper (Algorithm 2)          | diffusers                       |
-//! |-------------------------------------|------------------------------|---------------------------------|
-//! | `t`                                 | `t_{i-1}`                    | `s0` (`timestep`)               |
-//! | `prev`                              | `t_i`                        | `t`                             |
-//! | `last` (the step before)            | `t_{i-2}`                    | `s1`                            |
-//! | `x_t`                               | `x_tilde_{t_{i-1}}`          | `sample`                        |
-//! | `tr.alpha_bar_t`, `tr.alpha_bar_prev` | `alpha_{t_{i-1}}^2`, `alpha_{t_i}^2` | `alphas_cumprod` at `s0`, `t` |
-//! | `alpha_t`, `sigma_t`, `lambda_t`    | `alpha_{t_{i-1}}`, ...       | `alpha_s0`, `sigma_s0`, `lambda_s0` |
-//! | `alpha_prev`, `sigma_prev`, `lambda_prev` | `alpha_{t_i}`, ...     | `alpha_t`, `sigma_t`, `lambda_t` |
-//! | `lambda_last`                       | `lambda_{t_{i-2}}`           | `lambda_s1`                     |
-//! | `h`, `h_last`                       | `h_i`, `h_{i-1}`             | `h`, `h_0`                      |
-//! | `r0`                                | `r_i`                        | `r0`                            |
-//! | `phi`                               | `e^{-h_i} - 1`               | `torch.exp(-h) - 1.0`           |
-//! | `pred_x0`, history's `pred_x0`      | `x_theta` at `t_{i-1}`, `t_{i-2}` | `m0` (`D0`), `m1`          |
-//! | `d1`                                | `2 r_i (D_i - x_theta(t_{i-1}))` | `D1`                        |
-//! | returned                            | `x_tilde_{t_i}`              | `prev_sample` (`x_t`)           |
+//! | ours                       | paper (Algorithm 2)                   | diffusers               |
+//! |----------------------------|---------------------------------------|-------------------------|
+//! | `t`                        | `t_{i-1}`                             | `s0` (`timestep`)       |
+//! | `prev`                     | `t_i`                                 | `t`                     |
+//! | `last` (the step before)   | `t_{i-2}`                             | `s1`                    |
+//! | `x_t`                      | `x_tilde_{t_{i-1}}`                   | `sample`                |
+//! | `alpha_t`, `sigma_t`       | `alpha_{t_{i-1}}`, `sigma_{t_{i-1}}`  | `alpha_s0`, `sigma_s0`  |
+//! | `alpha_prev`, `sigma_prev` | `alpha_{t_i}`, `sigma_{t_i}`          | `alpha_t`, `sigma_t`    |
+//! | `lambda_t`, `lambda_prev`  | `lambda_{t_{i-1}}`, `lambda_{t_i}`    | `lambda_s0`, `lambda_t` |
+//! | `lambda_last`              | `lambda_{t_{i-2}}`                    | `lambda_s1`             |
+//! | `h`, `h_last`              | `h_i`, `h_{i-1}`                      | `h`, `h_0`              |
+//! | `r0`                       | `r_i`                                 | `r0`                    |
+//! | `phi`                      | `e^{-h_i} - 1`                        | `torch.exp(-h) - 1.0`   |
+//! | `pred_x0`                  | `x_theta(x_tilde_{t_{i-1}}, t_{i-1})` | `m0`, `D0`              |
+//! | `last.pred_x0`             | `x_theta(x_tilde_{t_{i-2}}, t_{i-2})` | `m1`                    |
+//! | `d1`                       | `2 (D_i - x_theta(.., t_{i-1}))`      | `D1`                    |
+//! | returned                   | `x_tilde_{t_i}`                       | `x_t` (`prev_sample`)   |
 //!
 //! `tr` is the step's [`Transition`](crate::Transition); only its two `alpha_bar`s are used.
 

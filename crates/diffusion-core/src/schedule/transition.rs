@@ -2,15 +2,15 @@
 //! timestep `prev` of a sampling grid, and the posterior `q(x_prev | x_t, x_0)` of that jump.
 //! DDPM, DDIM and DPM-Solver++ read their coefficients from here.
 //!
-//! | ours                 | paper (Ho et al. 2020, eqs. 6-7)    | diffusers                   |
-//! |----------------------|-------------------------------------|-----------------------------|
-//! | `alpha_bar_t`        | `alpha_bar_t`                       | `alpha_prod_t`              |
-//! | `alpha_bar_prev`     | `alpha_bar_{t-1}`                   | `alpha_prod_t_prev`         |
-//! | `alpha`              | `alpha_t` (of the jump)             | `current_alpha_t`           |
-//! | `beta`               | `beta_t` (of the jump)              | `current_beta_t`            |
+//! | ours                 | paper (Ho et al. 2020, eqs. 6-7)    | diffusers                    |
+//! |----------------------|-------------------------------------|------------------------------|
+//! | `alpha_bar_t`        | `alpha_bar_t`                       | `alpha_prod_t`               |
+//! | `alpha_bar_prev`     | `alpha_bar_{t-1}`                   | `alpha_prod_t_prev`          |
+//! | `alpha`              | `alpha_t` (of the jump)             | `current_alpha_t`            |
+//! | `beta`               | `beta_t` (of the jump)              | `current_beta_t`             |
 //! | `posterior_variance` | `beta_tilde_t`                      | `variance` (`_get_variance`) |
-//! | `coef_x0`            | `x_0` coefficient of `mu_tilde_t`   | `pred_original_sample_coeff` |
-//! | `coef_xt`            | `x_t` coefficient of `mu_tilde_t`   | `current_sample_coeff`      |
+//! | `coef_x0`            | `x_0`'s coefficient in `mu_tilde_t` | `pred_original_sample_coeff` |
+//! | `coef_xt`            | `x_t`'s coefficient in `mu_tilde_t` | `current_sample_coeff`       |
 //!
 //! With strided sampling (fewer steps than `T`) `alpha` and `beta` are those of the whole jump,
 //! `alpha = alpha_bar_t / alpha_bar_prev`, exactly as diffusers computes them; for the full
