@@ -60,7 +60,7 @@ pub use sampler::{
     SamplerConfig, SamplerError, TimestepSpacing,
 };
 pub use sampling::{Conditioning, noised_start, sample_loop};
-pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, ScheduleError};
+pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, ScheduleError, Transition};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -1,12 +1,32 @@
 //! Song, Meng & Ermon (2021), "Denoising Diffusion Implicit Models", arXiv:2010.02502,
 //! equation (12), as in diffusers' `DDIMScheduler`. `eta = 0` is the deterministic DDIM ODE
 //! solver; `eta = 1` has DDPM's posterior variance.
+//!
+//! Song et al. write `alpha_t` for what DDPM (and this crate) calls `alpha_bar_t`.
+//!
+//! | ours                    | paper (eqs. 12, 16)                     | diffusers (`DDIMScheduler`) |
+//! |-------------------------|-----------------------------------------|-----------------------------|
+//! | `t`                     | `tau_i`                                 | `timestep`                  |
+//! | `prev`                  | `tau_{i-1}`                             | `prev_timestep`             |
+//! | `x_t`                   | `x_{tau_i}`                             | `sample`                    |
+//! | `tr.alpha_bar_t`        | `alpha_{tau_i}`                         | `alpha_prod_t`              |
+//! | `tr.alpha_bar_prev`     | `alpha_{tau_{i-1}}`                     | `alpha_prod_t_prev`         |
+//! | `pred_x0`               | "predicted `x_0`"                       | `pred_original_sample`      |
+//! | `pred_eps`              | `eps_theta(x_{tau_i})`                  | `pred_epsilon`              |
+//! | `tr.posterior_variance` | `sigma_{tau_i}(1)^2`                    | `variance`                  |
+//! | `sigma`                 | `sigma_{tau_i}(eta)`                    | `std_dev_t`                 |
+//! | `direction_coef`        | `sqrt(1 - alpha_{tau_{i-1}} - sigma^2)` | in `pred_sample_direction`  |
+//! | `z`                     | `eps_{tau_i}`                           | `variance_noise`            |
+//! | returned                | `x_{tau_{i-1}}`                         | `prev_sample`               |
+//!
+//! `tr` is the step's [`Transition`](crate::Transition). The numbered comments in
+//! [`Ddim::step`](Sampler::step) are those of diffusers' `step`.
 
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
-use crate::{NoiseSchedule, NoiseSource, PredictionType};
+use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
 
 /// Configuration of a [`Ddim`] sampler; defaults follow diffusers.
 #[derive(Config, Debug, PartialEq)]
@@ -64,16 +84,23 @@ impl DdimConfig {
         let timesteps = self
             .spacing
             .timesteps(num_train, self.num_steps, self.steps_offset)?;
-        let alpha_bar = schedule.alpha_bar().to_vec();
+        let timesteps = truncate_to_start(timesteps, self.start_t, num_train)?;
+        let stride = self.fixed_stride.then_some(num_train / self.num_steps);
+        // The last step lands on clean data (alpha_bar = 1), or on alpha_bar_0.
+        let final_prev = (!self.set_alpha_to_one).then_some(0);
+        let transitions = (0..timesteps.len())
+            .map(|i| {
+                let t = timesteps[i];
+                let prev = match stride {
+                    Some(stride) => t.checked_sub(stride),
+                    None => timesteps.get(i + 1).copied(),
+                };
+                schedule.transition(t, prev.or(final_prev))
+            })
+            .collect();
         Ok(Ddim {
-            timesteps: truncate_to_start(timesteps, self.start_t, num_train)?,
-            stride: self.fixed_stride.then_some(num_train / self.num_steps),
-            final_alpha_bar: if self.set_alpha_to_one {
-                1.0
-            } else {
-                alpha_bar[0]
-            },
-            alpha_bar,
+            timesteps,
+            transitions,
             prediction,
             eta: self.eta,
             clip: self.clip_sample.then_some(self.clip_sample_range),
@@ -86,10 +113,9 @@ impl DdimConfig {
 #[derive(Debug, Clone)]
 pub struct Ddim {
     timesteps: Vec<usize>,
-    alpha_bar: Vec<f64>,
-    final_alpha_bar: f64,
-    /// `Some(T // num_steps)` when stepping by a fixed stride (diffusers' rule).
-    stride: Option<usize>,
+    /// `transitions[i]`: from `timesteps[i]` to the next listed timestep, or by the fixed
+    /// stride; after the last, to `alpha_bar = 1` or `alpha_bar_0` (`set_alpha_to_one`).
+    transitions: Vec<Transition>,
     prediction: PredictionType,
     eta: f64,
     clip: Option<f64>,
@@ -112,20 +138,13 @@ impl<B: Backend> Sampler<B> for Ddim {
         noise: &mut dyn NoiseSource<B>,
     ) -> Result<Tensor<B, 4>, SamplerError> {
         check_step(step_index, self.timesteps.len())?;
-        let t = self.timesteps[step_index];
-        let alpha_bar_t = self.alpha_bar[t];
-        let prev_t = match self.stride {
-            Some(stride) => t.checked_sub(stride),
-            None => self.timesteps.get(step_index + 1).copied(),
-        };
-        let alpha_bar_prev = match prev_t {
-            Some(prev_t) => self.alpha_bar[prev_t],
-            None => self.final_alpha_bar,
-        };
+        // 1. The previous timestep, and 2. the alphas and betas (fixed at init).
+        let tr = self.transitions[step_index];
 
+        // 3. The predicted x0 and eps, eq. (12), and 4. the clip of x0.
         let prediction = self
             .prediction
-            .split(model_output, x_t.clone(), alpha_bar_t);
+            .split(model_output, x_t.clone(), tr.alpha_bar_t);
         // As diffusers (use_clipped_model_output = false): only x0 is clipped, eps is kept.
         let pred_eps = prediction.pred_eps;
         let pred_x0 = match self.clip {
@@ -133,19 +152,20 @@ impl<B: Backend> Sampler<B> for Ddim {
             None => prediction.pred_x0,
         };
 
-        // Song et al. eq. (16): sigma_t = eta * sqrt((1 - ab_prev)/(1 - ab_t) * (1 - ab_t/ab_prev)).
-        let variance =
-            (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_prev);
-        let sigma_t = self.eta * variance.sqrt();
-        // Rounding can push 1 - ab_prev - sigma^2 a hair below zero when eta = 1.
-        let direction_coef = (1.0 - alpha_bar_prev - sigma_t * sigma_t).max(0.0).sqrt();
+        // 5. sigma, eq. (16): eta times the square root of the posterior variance.
+        let sigma = self.eta * tr.posterior_variance.sqrt();
 
+        // 6. The "direction pointing to x_t"; rounding can push 1 - ab_prev - sigma^2 a hair
+        // below zero when eta = 1.
+        let direction_coef = (1.0 - tr.alpha_bar_prev - sigma * sigma).max(0.0).sqrt();
+
+        // 7. x_prev without the random noise, then the noise.
         let x_prev =
-            pred_x0.mul_scalar(alpha_bar_prev.sqrt()) + pred_eps.mul_scalar(direction_coef);
+            pred_x0.mul_scalar(tr.alpha_bar_prev.sqrt()) + pred_eps.mul_scalar(direction_coef);
         if self.eta > 0.0 {
-            // Drawn on every step, even where sigma_t = 0, so the noise stream matches diffusers.
+            // Drawn on every step, even where sigma = 0, so the noise stream matches diffusers.
             let z = noise.gaussian(x_t.dims(), &x_t.device());
-            return Ok(x_prev + z.mul_scalar(sigma_t));
+            return Ok(x_prev + z.mul_scalar(sigma));
         }
         Ok(x_prev)
     }

@@ -1,13 +1,33 @@
 //! Ancestral sampling of Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic
 //! Models", arXiv:2006.11239, Algorithm 2, as in diffusers' `DDPMScheduler` (including its
 //! strided variant with fewer steps than `T`).
+//!
+//! | ours                | paper (Algorithm 2, eqs. 6-7)       | diffusers (`DDPMScheduler`)   |
+//! |---------------------|-------------------------------------|-------------------------------|
+//! | `t`                 | `t`                                 | `t` (`timestep`)              |
+//! | `prev`              | `t - 1`                             | `prev_t`                      |
+//! | `x_t`               | `x_t`                               | `sample`                      |
+//! | `tr.alpha_bar_t`    | `alpha_bar_t`                       | `alpha_prod_t`                |
+//! | `tr.alpha_bar_prev` | `alpha_bar_{t-1}`                   | `alpha_prod_t_prev`           |
+//! | `tr.beta`           | `beta_t`                            | `current_beta_t`              |
+//! | `pred_x0`           | `x_0` from `eps_theta(x_t, t)`      | `pred_original_sample`        |
+//! | `tr.coef_x0`        | `x_0`'s coefficient in `mu_tilde_t` | `pred_original_sample_coeff`  |
+//! | `tr.coef_xt`        | `x_t`'s coefficient in `mu_tilde_t` | `current_sample_coeff`        |
+//! | `mean`              | `mu_tilde_t(x_t, x_0)`              | `pred_prev_sample` (no noise) |
+//! | `sigma`             | `sigma_t`                           | `variance ** 0.5`             |
+//! | `z`                 | `z`                                 | `variance_noise`              |
+//! | returned            | `x_{t-1}`                           | `pred_prev_sample`            |
+//!
+//! `tr` is the step's [`Transition`](crate::Transition); with strided steps its `beta` is
+//! that of the whole jump from `t` to `prev`, as in diffusers. The numbered comments in
+//! [`Ddpm::step`](Sampler::step) are those of diffusers' `step`.
 
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
 use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
-use crate::{NoiseSchedule, NoiseSource, PredictionType};
+use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
 
 /// The variance of each ancestral step (Ho et al. 2020, section 3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,9 +85,14 @@ impl DdpmConfig {
         let timesteps = self
             .spacing
             .timesteps(num_train, num_steps, self.steps_offset)?;
+        let timesteps = truncate_to_start(timesteps, self.start_t, num_train)?;
+        // Each step goes to the next listed timestep; the last one to clean data.
+        let transitions = (0..timesteps.len())
+            .map(|i| schedule.transition(timesteps[i], timesteps.get(i + 1).copied()))
+            .collect();
         Ok(Ddpm {
-            timesteps: truncate_to_start(timesteps, self.start_t, num_train)?,
-            alpha_bar: schedule.alpha_bar().to_vec(),
+            timesteps,
+            transitions,
             prediction,
             variance: self.variance,
             clip: self.clip_sample.then_some(self.clip_sample_range),
@@ -79,7 +104,8 @@ impl DdpmConfig {
 #[derive(Debug, Clone)]
 pub struct Ddpm {
     timesteps: Vec<usize>,
-    alpha_bar: Vec<f64>,
+    /// `transitions[i]`: from `timesteps[i]` to `timesteps[i + 1]` (clean data after the last).
+    transitions: Vec<Transition>,
     prediction: PredictionType,
     variance: DdpmVariance,
     clip: Option<f64>,
@@ -102,42 +128,34 @@ impl<B: Backend> Sampler<B> for Ddpm {
         noise: &mut dyn NoiseSource<B>,
     ) -> Result<Tensor<B, 4>, SamplerError> {
         check_step(step_index, self.timesteps.len())?;
+        // 1. The alphas and betas of the jump from t to prev.
         let t = self.timesteps[step_index];
-        let alpha_bar_t = self.alpha_bar[t];
-        let alpha_bar_prev = match self.timesteps.get(step_index + 1) {
-            Some(&prev_t) => self.alpha_bar[prev_t],
-            None => 1.0,
-        };
-        // With strided steps, alpha_t and beta_t are those of the jump from t to prev_t.
-        let alpha_t = alpha_bar_t / alpha_bar_prev;
-        let beta_t = 1.0 - alpha_t;
+        let tr = self.transitions[step_index];
 
+        // 2. The predicted x0, and 3. its clip.
         let mut pred_x0 = self
             .prediction
-            .split(model_output, x_t.clone(), alpha_bar_t)
+            .split(model_output, x_t.clone(), tr.alpha_bar_t)
             .pred_x0;
         if let Some(range) = self.clip {
             pred_x0 = pred_x0.clamp(-range, range);
         }
 
-        // Posterior mean of q(x_{t-1} | x_t, x_0), Ho et al. eq. (7).
-        let coef_x0 = alpha_bar_prev.sqrt() * beta_t / (1.0 - alpha_bar_t);
-        let coef_xt = alpha_t.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t);
-        let mean = pred_x0.mul_scalar(coef_x0) + x_t.clone().mul_scalar(coef_xt);
+        // 4.-5. The posterior mean of q(x_prev | x_t, x_0) with the coefficients of Ho et al.
+        // eq. (7).
+        let mean = pred_x0.mul_scalar(tr.coef_x0) + x_t.clone().mul_scalar(tr.coef_xt);
 
-        // As diffusers: no noise on the step from t = 0, whatever the spacing.
+        // 6. The noise; as diffusers, none on the step from t = 0, whatever the spacing.
         if t == 0 {
             return Ok(mean);
         }
-        let sigma_t = match self.variance {
+        let sigma = match self.variance {
             // diffusers clamps at 1e-20 so the square root stays finite.
-            DdpmVariance::FixedSmall => ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * beta_t)
-                .max(1e-20)
-                .sqrt(),
-            DdpmVariance::FixedLarge => beta_t.sqrt(),
+            DdpmVariance::FixedSmall => tr.posterior_variance.max(1e-20).sqrt(),
+            DdpmVariance::FixedLarge => tr.beta.sqrt(),
         };
         let z = noise.gaussian(x_t.dims(), &x_t.device());
-        Ok(mean + z.mul_scalar(sigma_t))
+        Ok(mean + z.mul_scalar(sigma))
     }
 }
 
@@ -177,10 +195,14 @@ mod tests {
         let mut rng = NoiseRng::seed_from_u64(0);
         let out = ddpm.step(x0, step_index, x_t, &mut rng).unwrap();
         let z = NoiseRng::seed_from_u64(0).gaussian_vec(4);
+        // Ho et al. eq. (7), with the schedule's own beta_t and alpha_t.
+        let (beta, alpha) = (schedule.betas()[t], schedule.alphas()[t]);
+        let (ab_t, ab_prev) = (schedule.alpha_bar()[t], schedule.alpha_bar()[t - 1]);
+        let coef_x0 = beta * ab_prev.sqrt() / (1.0 - ab_t);
+        let coef_xt = (1.0 - ab_prev) * alpha.sqrt() / (1.0 - ab_t);
+        let variance = beta * (1.0 - ab_prev) / (1.0 - ab_t);
         for (value, z) in to_vec(out).into_iter().zip(z) {
-            let expected = schedule.posterior_mean_coef1()[t] * -0.2
-                + schedule.posterior_mean_coef2()[t] * 0.3
-                + schedule.posterior_variance()[t].sqrt() * z as f64;
+            let expected = coef_x0 * -0.2 + coef_xt * 0.3 + variance.sqrt() * z as f64;
             assert!((value as f64 - expected).abs() < 1e-6);
         }
     }

@@ -3,16 +3,39 @@
 //! "2M"), as diffusers' `DPMSolverMultistepScheduler(algorithm_type="dpmsolver++",
 //! solver_order=2, solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero")`.
 //!
-//! In the data-prediction form, with `alpha_t = sqrt(alpha_bar_t)`, `sigma_t =
-//! sqrt(1 - alpha_bar_t)`, `lambda_t = ln(alpha_t / sigma_t)` and `h = lambda_t - lambda_s`:
-//! first order `x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D0`, second order adds
-//! `- 0.5 alpha_t (e^{-h} - 1) D1` with `D1 = (m0 - m1) h / h_prev`.
+//! In the data-prediction form, with `alpha = sqrt(alpha_bar)`, `sigma = sqrt(1 - alpha_bar)`,
+//! `lambda = ln(alpha / sigma)` and `h = lambda_prev - lambda_t`: first order
+//! `x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^{-h} - 1) D0`, second order adds
+//! `- 0.5 alpha_prev (e^{-h} - 1) D1` with `D1 = (m0 - m1) / r0`, `r0 = h_last / h`.
+//!
+//! As in every sampler here `t` is the current timestep, the model's input; the paper and
+//! diffusers call that one `s` (`s0`) and write `t` for the timestep the step lands on.
+//!
+//! | ours                       | paper (Algorithm 2)                   | diffusers               |
+//! |----------------------------|---------------------------------------|-------------------------|
+//! | `t`                        | `t_{i-1}`                             | `s0` (`timestep`)       |
+//! | `prev`                     | `t_i`                                 | `t`                     |
+//! | `last` (the step before)   | `t_{i-2}`                             | `s1`                    |
+//! | `x_t`                      | `x_tilde_{t_{i-1}}`                   | `sample`                |
+//! | `alpha_t`, `sigma_t`       | `alpha_{t_{i-1}}`, `sigma_{t_{i-1}}`  | `alpha_s0`, `sigma_s0`  |
+//! | `alpha_prev`, `sigma_prev` | `alpha_{t_i}`, `sigma_{t_i}`          | `alpha_t`, `sigma_t`    |
+//! | `lambda_t`, `lambda_prev`  | `lambda_{t_{i-1}}`, `lambda_{t_i}`    | `lambda_s0`, `lambda_t` |
+//! | `lambda_last`              | `lambda_{t_{i-2}}`                    | `lambda_s1`             |
+//! | `h`, `h_last`              | `h_i`, `h_{i-1}`                      | `h`, `h_0`              |
+//! | `r0`                       | `r_i`                                 | `r0`                    |
+//! | `phi`                      | `e^{-h_i} - 1`                        | `torch.exp(-h) - 1.0`   |
+//! | `pred_x0`                  | `x_theta(x_tilde_{t_{i-1}}, t_{i-1})` | `m0`, `D0`              |
+//! | `last.pred_x0`             | `x_theta(x_tilde_{t_{i-2}}, t_{i-2})` | `m1`                    |
+//! | `d1`                       | `2 (D_i - x_theta(.., t_{i-1}))`      | `D1`                    |
+//! | returned                   | `x_tilde_{t_i}`                       | `x_t` (`prev_sample`)   |
+//!
+//! `tr` is the step's [`Transition`](crate::Transition); only its two `alpha_bar`s are used.
 
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
-use crate::{NoiseSchedule, NoiseSource, PredictionType};
+use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
 
 /// Configuration of a [`DpmSolver`] (DPM-Solver++ multistep).
 #[derive(Config, Debug, PartialEq)]
@@ -49,15 +72,14 @@ impl DpmSolverConfig {
         let timesteps =
             self.spacing
                 .solver_timesteps(num_train, self.num_steps, self.steps_offset)?;
-        // diffusers floors a zero terminal alpha_bar at 2^-24 so that lambda stays finite.
-        let alpha_bar = schedule
-            .alpha_bar()
-            .iter()
-            .map(|ab| if *ab == 0.0 { 2f64.powi(-24) } else { *ab })
+        let timesteps = truncate_to_start(timesteps, self.start_t, num_train)?;
+        // Each step goes to the next listed timestep; the last one to clean data, sigma = 0.
+        let transitions = (0..timesteps.len())
+            .map(|i| schedule.transition(timesteps[i], timesteps.get(i + 1).copied()))
             .collect();
         Ok(DpmSolver {
-            timesteps: truncate_to_start(timesteps, self.start_t, num_train)?,
-            alpha_bar,
+            timesteps,
+            transitions,
             prediction,
             solver_order: self.solver_order,
             previous: None,
@@ -69,9 +91,9 @@ impl DpmSolverConfig {
 /// The data prediction of the last step, and where it was made.
 #[derive(Debug, Clone)]
 struct History<B: Backend> {
-    /// `m1`, the previous step's `pred_x0`.
+    /// `m1`, the last step's `pred_x0`.
     pred_x0: Tensor<B, 4>,
-    /// `lambda_{s1}` of that step.
+    /// `lambda_last`, the `lambda_t` of that step.
     lambda: f64,
 }
 
@@ -79,7 +101,8 @@ struct History<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct DpmSolver<B: Backend> {
     timesteps: Vec<usize>,
-    alpha_bar: Vec<f64>,
+    /// `transitions[i]`: from `timesteps[i]` to `timesteps[i + 1]` (clean data after the last).
+    transitions: Vec<Transition>,
     prediction: PredictionType,
     solver_order: usize,
     previous: Option<History<B>>,
@@ -91,6 +114,15 @@ pub struct DpmSolver<B: Backend> {
 fn alpha_sigma_lambda(alpha_bar: f64) -> (f64, f64, f64) {
     let (alpha, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
     (alpha, sigma, alpha.ln() - sigma.ln())
+}
+
+/// diffusers floors a zero terminal `alpha_bar` at `2^-24` so that `lambda` stays finite.
+fn floor_zero(alpha_bar: f64) -> f64 {
+    if alpha_bar == 0.0 {
+        2f64.powi(-24)
+    } else {
+        alpha_bar
+    }
 }
 
 impl<B: Backend> Sampler<B> for DpmSolver<B> {
@@ -123,40 +155,42 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
                 got: step_index,
             });
         }
+        // The final step to sigma = 0 stays first order, as diffusers does with
+        // final_sigmas_type = "zero" (its lower_order_final).
         let is_last = step_index + 1 == self.timesteps.len();
-        let alpha_bar_s = self.alpha_bar[self.timesteps[step_index]];
-        let alpha_bar_t = match self.timesteps.get(step_index + 1) {
-            Some(&t) => self.alpha_bar[t],
-            None => 1.0, // final sigma = 0
-        };
-        let (_, sigma_s, lambda_s) = alpha_sigma_lambda(alpha_bar_s);
-        let (alpha_t, sigma_t, lambda_t) = alpha_sigma_lambda(alpha_bar_t);
-        let h = lambda_t - lambda_s;
-        // At the final step h = +inf: exp(-h) = 0 and sigma_t / sigma_s = 0, so x = pred_x0.
-        let phi = (-h).exp() - 1.0;
+        let tr = self.transitions[step_index];
+        let (alpha_bar_t, alpha_bar_prev) =
+            (floor_zero(tr.alpha_bar_t), floor_zero(tr.alpha_bar_prev));
 
+        // convert_model_output: the data prediction m0 = D0.
         let pred_x0 = self
             .prediction
-            .split(model_output, x_t.clone(), alpha_bar_s)
-            .pred_x0; // m0 = D0
-        let first_order =
-            x_t.mul_scalar(sigma_t / sigma_s) - pred_x0.clone().mul_scalar(alpha_t * phi);
+            .split(model_output, x_t.clone(), alpha_bar_t)
+            .pred_x0;
 
-        // Second order needs one previous prediction; the final step to sigma = 0 stays first
-        // order, as diffusers does with final_sigmas_type = "zero".
+        // dpm_solver_first_order_update. At the final step h = +inf: exp(-h) = 0 and
+        // sigma_prev / sigma_t = 0, so x_prev = pred_x0.
+        let (_, sigma_t, lambda_t) = alpha_sigma_lambda(alpha_bar_t);
+        let (alpha_prev, sigma_prev, lambda_prev) = alpha_sigma_lambda(alpha_bar_prev);
+        let h = lambda_prev - lambda_t;
+        let phi = (-h).exp() - 1.0;
+        let first_order =
+            x_t.mul_scalar(sigma_prev / sigma_t) - pred_x0.clone().mul_scalar(alpha_prev * phi);
+
+        // multistep_dpm_solver_second_order_update, once there is a last step to use.
         let x_prev = match (&self.previous, self.solver_order == 2 && !is_last) {
-            (Some(previous), true) => {
-                let h_prev = lambda_s - previous.lambda;
-                let r0 = h_prev / h;
-                let d1 = (pred_x0.clone() - previous.pred_x0.clone()).div_scalar(r0);
-                first_order - d1.mul_scalar(0.5 * alpha_t * phi)
+            (Some(last), true) => {
+                let h_last = lambda_t - last.lambda;
+                let r0 = h_last / h;
+                let d1 = (pred_x0.clone() - last.pred_x0.clone()).div_scalar(r0);
+                first_order - d1.mul_scalar(0.5 * alpha_prev * phi)
             }
             _ => first_order,
         };
 
         self.previous = Some(History {
             pred_x0,
-            lambda: lambda_s,
+            lambda: lambda_t,
         });
         self.next_step = step_index + 1;
         Ok(x_prev)
@@ -232,15 +266,15 @@ mod tests {
             .unwrap()
             .into_scalar() as f64;
         let b = first.step(m1, 1, x, &mut rng).unwrap().into_scalar() as f64;
-        // Expected correction: -0.5 alpha_t phi (m1_now - m0_before) / r0.
+        // Expected correction: -0.5 alpha_prev phi (m1_now - m0_before) / r0.
         let ts = [999usize, 799, 599];
         let lam = |t: usize| alpha_sigma_lambda(schedule.alpha_bar()[t]);
-        let (alpha_t, _, lambda_t) = lam(ts[2]);
-        let (_, _, lambda_s) = lam(ts[1]);
-        let (_, _, lambda_s1) = lam(ts[0]);
-        let h = lambda_t - lambda_s;
-        let r0 = (lambda_s - lambda_s1) / h;
-        let correction = -0.5 * alpha_t * ((-h).exp() - 1.0) * (-0.25 - 0.5) / r0;
+        let (alpha_prev, _, lambda_prev) = lam(ts[2]);
+        let (_, _, lambda_t) = lam(ts[1]);
+        let (_, _, lambda_last) = lam(ts[0]);
+        let h = lambda_prev - lambda_t;
+        let r0 = (lambda_t - lambda_last) / h;
+        let correction = -0.5 * alpha_prev * ((-h).exp() - 1.0) * (-0.25 - 0.5) / r0;
         assert!((a - b - correction).abs() < 1e-5, "{a} {b} {correction}");
         assert!(
             correction.abs() > 1e-3,

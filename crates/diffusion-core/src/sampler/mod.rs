@@ -1,5 +1,22 @@
 //! Reverse-process samplers behind one [`Sampler`] trait, one file each, plus the shared
 //! timestep spacing and a serialisable [`SamplerConfig`] that builds any of them.
+//!
+//! # Notation
+//!
+//! Every sampler uses the same names for the same things:
+//! - `t` is the current timestep, `timesteps()[step_index]`: where the state `x_t` sits and
+//!   what the model was evaluated at. (DPM-Solver's paper and diffusers' DPM-Solver code
+//!   call it `s`, `s0`, and use `t` for the target; here it is `t` in every file.)
+//! - `prev` is the timestep the step lands on, smaller than `t`: the next entry of
+//!   `timesteps()` (DDIM's `fixed_stride`: `t - T // num_steps`), or clean data after the
+//!   last step. diffusers calls it `prev_t` / `prev_timestep`.
+//! - The schedule's numbers for the jump, `alpha_bar_t`, `alpha_bar_prev`, the jump's `beta`,
+//!   the posterior variance and mean coefficients, are one [`Transition`](crate::Transition)
+//!   from [`NoiseSchedule::transition(t, prev)`](crate::NoiseSchedule::transition), built for every
+//!   step when the sampler is.
+//!
+//! Each sampler's file opens with a table of its names, the paper's symbols and diffusers'
+//! names, and its `step` follows diffusers' `step` in order.
 
 mod config;
 mod ddim;
@@ -38,8 +55,8 @@ pub trait Sampler<B: Backend> {
     /// Forgets any multistep history.
     fn reset(&mut self) {}
 
-    /// Moves `x_t` at `timesteps()[step_index]` to the next timestep of the list (clean data
-    /// after the last step), given the model's output at `x_t`.
+    /// Moves `x_t` at `t = timesteps()[step_index]` to `prev`, the next timestep of the list
+    /// (clean data after the last step), given the model's output at `(x_t, t)`.
     ///
     /// # Shapes
     /// - `model_output`, `x_t`: `[batch, channels, height, width]`

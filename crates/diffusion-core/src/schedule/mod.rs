@@ -4,6 +4,8 @@
 mod betas;
 mod config;
 mod noise_schedule;
+mod transition;
 
 pub use config::{BetaSchedule, ScheduleConfig, ScheduleError};
 pub use noise_schedule::NoiseSchedule;
+pub use transition::Transition;

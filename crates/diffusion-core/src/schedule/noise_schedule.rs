@@ -6,21 +6,17 @@ use super::ScheduleError;
 /// (1 - alpha_bar_t) I)`, with timesteps `0..T` (diffusers' indexing: `t = 0` is the first
 /// noising step, not the clean data).
 ///
-/// All tables have length `T` and are indexed by timestep.
+/// All tables have length `T` and are indexed by timestep. The quantities of a reverse step
+/// (posterior variance and mean coefficients, for any jump `t -> prev`) come from
+/// [`Self::transition`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoiseSchedule {
     betas: Vec<f64>,
     alphas: Vec<f64>,
     alpha_bar: Vec<f64>,
-    alpha_bar_prev: Vec<f64>,
     sqrt_alpha_bar: Vec<f64>,
     sqrt_one_minus_alpha_bar: Vec<f64>,
-    sqrt_recip_alpha_bar: Vec<f64>,
-    sqrt_recipm1_alpha_bar: Vec<f64>,
     posterior_variance: Vec<f64>,
-    posterior_log_variance_clipped: Vec<f64>,
-    posterior_mean_coef1: Vec<f64>,
-    posterior_mean_coef2: Vec<f64>,
     snr: Vec<f64>,
 }
 
@@ -62,55 +58,24 @@ impl NoiseSchedule {
             running *= alpha;
             alpha_bar.push(running);
         }
-        let alpha_bar_prev: Vec<f64> = std::iter::once(1.0)
-            .chain(alpha_bar[..alpha_bar.len() - 1].iter().copied())
-            .collect();
         let map = |f: &dyn Fn(f64) -> f64| alpha_bar.iter().map(|&ab| f(ab)).collect::<Vec<_>>();
         let sqrt_alpha_bar = map(&|ab| ab.sqrt());
         let sqrt_one_minus_alpha_bar = map(&|ab| (1.0 - ab).sqrt());
-        let sqrt_recip_alpha_bar = map(&|ab| 1.0 / ab.sqrt());
-        let sqrt_recipm1_alpha_bar = map(&|ab| (1.0 / ab - 1.0).sqrt());
         let snr = map(&|ab| ab / (1.0 - ab));
 
-        let n = betas.len();
-        let mut posterior_variance = Vec::with_capacity(n);
-        let mut posterior_mean_coef1 = Vec::with_capacity(n);
-        let mut posterior_mean_coef2 = Vec::with_capacity(n);
-        for t in 0..n {
-            let (beta_t, alpha_bar_t, alpha_bar_prev_t) =
-                (betas[t], alpha_bar[t], alpha_bar_prev[t]);
-            let one_minus_alpha_bar_t = 1.0 - alpha_bar_t;
-            posterior_variance.push(beta_t * (1.0 - alpha_bar_prev_t) / one_minus_alpha_bar_t);
-            posterior_mean_coef1.push(beta_t * alpha_bar_prev_t.sqrt() / one_minus_alpha_bar_t);
-            posterior_mean_coef2
-                .push((1.0 - alpha_bar_prev_t) * alphas[t].sqrt() / one_minus_alpha_bar_t);
-        }
-        // The posterior variance is 0 at t = 0; DDPM's code takes the log of the t = 1 value
-        // there instead. With a single timestep there is no t = 1, so use beta_0.
-        let log_floor_at_zero = if n > 1 {
-            posterior_variance[1]
-        } else {
-            betas[0]
-        };
-        let posterior_log_variance_clipped = std::iter::once(log_floor_at_zero.ln())
-            .chain(posterior_variance[1..].iter().map(|v| v.ln()))
-            .collect();
-
-        Self {
+        let mut schedule = Self {
             betas,
             alphas,
             alpha_bar,
-            alpha_bar_prev,
             sqrt_alpha_bar,
             sqrt_one_minus_alpha_bar,
-            sqrt_recip_alpha_bar,
-            sqrt_recipm1_alpha_bar,
-            posterior_variance,
-            posterior_log_variance_clipped,
-            posterior_mean_coef1,
-            posterior_mean_coef2,
+            posterior_variance: Vec::new(),
             snr,
-        }
+        };
+        schedule.posterior_variance = (0..schedule.num_timesteps())
+            .map(|t| schedule.transition(t, t.checked_sub(1)).posterior_variance)
+            .collect();
+        schedule
     }
 
     /// Number of diffusion timesteps `T`.
@@ -129,10 +94,6 @@ impl NoiseSchedule {
     pub fn alpha_bar(&self) -> &[f64] {
         &self.alpha_bar
     }
-    /// `alpha_bar_{t-1}`, with 1 at `t = 0`.
-    pub fn alpha_bar_prev(&self) -> &[f64] {
-        &self.alpha_bar_prev
-    }
     /// `sqrt(alpha_bar_t)`, the signal scale of `x_t`.
     pub fn sqrt_alpha_bar(&self) -> &[f64] {
         &self.sqrt_alpha_bar
@@ -141,30 +102,12 @@ impl NoiseSchedule {
     pub fn sqrt_one_minus_alpha_bar(&self) -> &[f64] {
         &self.sqrt_one_minus_alpha_bar
     }
-    /// `1 / sqrt(alpha_bar_t)`.
-    pub fn sqrt_recip_alpha_bar(&self) -> &[f64] {
-        &self.sqrt_recip_alpha_bar
-    }
-    /// `sqrt(1 / alpha_bar_t - 1)`.
-    pub fn sqrt_recipm1_alpha_bar(&self) -> &[f64] {
-        &self.sqrt_recipm1_alpha_bar
-    }
-    /// Variance of `q(x_{t-1} | x_t, x_0)`: `beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)`.
+    /// Variance of `q(x_{t-1} | x_t, x_0)` along the full chain, `beta_tilde_t = beta_t (1 -
+    /// alpha_bar_{t-1}) / (1 - alpha_bar_t)`, 0 at `t = 0`: the
+    /// [`posterior_variance`](crate::schedule::Transition::posterior_variance) of
+    /// `transition(t, t - 1)`.
     pub fn posterior_variance(&self) -> &[f64] {
         &self.posterior_variance
-    }
-    /// `ln` of the posterior variance, with the `t = 1` value used at `t = 0` (where it is 0).
-    pub fn posterior_log_variance_clipped(&self) -> &[f64] {
-        &self.posterior_log_variance_clipped
-    }
-    /// Coefficient of `x_0` in the posterior mean: `beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t)`.
-    pub fn posterior_mean_coef1(&self) -> &[f64] {
-        &self.posterior_mean_coef1
-    }
-    /// Coefficient of `x_t` in the posterior mean:
-    /// `(1 - alpha_bar_{t-1}) sqrt(alpha_t) / (1 - alpha_bar_t)`.
-    pub fn posterior_mean_coef2(&self) -> &[f64] {
-        &self.posterior_mean_coef2
     }
     /// Signal-to-noise ratio `alpha_bar_t / (1 - alpha_bar_t)`.
     pub fn snr(&self) -> &[f64] {
@@ -184,70 +127,33 @@ mod tests {
     #[test]
     fn derived_quantities_satisfy_their_definitions() {
         let s = ScheduleConfig::new().with_num_timesteps(50).init().unwrap();
-        assert_eq!(s.alpha_bar_prev()[0], 1.0);
         for t in 0..50 {
             let ab = s.alpha_bar()[t];
+            let ab_prev = if t == 0 { 1.0 } else { s.alpha_bar()[t - 1] };
             assert!(close(s.alphas()[t], 1.0 - s.betas()[t], 1e-15));
-            assert!(close(ab, s.alpha_bar_prev()[t] * s.alphas()[t], 1e-14));
+            assert!(close(ab, ab_prev * s.alphas()[t], 1e-14));
             assert!(close(s.sqrt_alpha_bar()[t].powi(2), ab, 1e-14));
             assert!(close(
                 s.sqrt_one_minus_alpha_bar()[t].powi(2),
                 1.0 - ab,
                 1e-14
             ));
-            assert!(close(
-                s.sqrt_recip_alpha_bar()[t] * s.sqrt_alpha_bar()[t],
-                1.0,
-                1e-14
-            ));
-            assert!(close(
-                s.sqrt_recipm1_alpha_bar()[t].powi(2),
-                1.0 / ab - 1.0,
-                1e-12
-            ));
             assert!(close(s.snr()[t], ab / (1.0 - ab), 1e-14));
-            if t > 0 {
-                assert!(close(s.alpha_bar_prev()[t], s.alpha_bar()[t - 1], 0.0));
-                assert!(close(
-                    s.posterior_log_variance_clipped()[t],
-                    s.posterior_variance()[t].ln(),
-                    1e-14
-                ));
-            }
         }
     }
 
     #[test]
-    fn posterior_mean_reproduces_x0_when_xt_is_consistent() {
-        // With noise = 0, x_t = sqrt(ab_t) x0 and the posterior mean must be sqrt(ab_{t-1}) x0.
-        let s = ScheduleConfig::new().init().unwrap();
-        for t in [1, 10, 500, 999] {
-            let x0 = 0.7;
-            let x_t = s.sqrt_alpha_bar()[t] * x0;
-            let mean = s.posterior_mean_coef1()[t] * x0 + s.posterior_mean_coef2()[t] * x_t;
-            assert!(
-                close(mean, s.alpha_bar_prev()[t].sqrt() * x0, 1e-12),
-                "t={t}"
-            );
-        }
-    }
-
-    #[test]
-    fn posterior_variance_is_zero_at_start_and_log_is_clipped() {
+    fn posterior_variance_is_the_full_chain_closed_form() {
         let s = ScheduleConfig::new().init().unwrap();
         assert_eq!(s.posterior_variance()[0], 0.0);
-        assert_eq!(
-            s.posterior_log_variance_clipped()[0],
-            s.posterior_variance()[1].ln()
-        );
-        assert!(
-            s.posterior_variance()
-                .iter()
-                .zip(s.betas())
-                .all(|(v, b)| v <= b)
-        );
+        for t in 1..s.num_timesteps() {
+            let (beta, ab, ab_prev) = (s.betas()[t], s.alpha_bar()[t], s.alpha_bar()[t - 1]);
+            let closed_form = beta * (1.0 - ab_prev) / (1.0 - ab);
+            assert!(close(s.posterior_variance()[t], closed_form, 1e-9), "t={t}");
+            assert!(s.posterior_variance()[t] < beta, "t={t}");
+        }
         let single = ScheduleConfig::new().with_num_timesteps(1).init().unwrap();
-        assert!(single.posterior_log_variance_clipped()[0].is_finite());
+        assert_eq!(single.posterior_variance(), [0.0]);
     }
 
     #[test]
