@@ -6,6 +6,7 @@ mod commands;
 mod images;
 mod plot;
 mod progress;
+mod real_images;
 mod stop;
 
 use std::process::ExitCode;

@@ -88,6 +88,17 @@ pub fn write_line_plot(path: &Path, plot: &LinePlot<'_>) -> Result<()> {
         .with_context(|| format!("cannot draw {}", path.display()))
 }
 
+/// An axis value rounded to 6 significant digits and printed in the shortest form that reads
+/// back as it: log-scale ticks are computed as powers and come out as 0.6000000000000001.
+fn tick_label(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let decimals = 5 - value.abs().log10().floor() as i32;
+    let scale = 10f64.powi(decimals);
+    format!("{}", (value * scale).round() / scale)
+}
+
 fn draw_chart<'a, X, Y>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
     plot: &LinePlot<'_>,
@@ -102,6 +113,8 @@ where
         .x_desc(plot.x_label)
         .y_desc(plot.y_label)
         .label_style(("sans-serif", 14))
+        .x_label_formatter(&|x| tick_label(*x))
+        .y_label_formatter(&|y| tick_label(*y))
         .draw()?;
     for (i, series) in plot.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
@@ -132,6 +145,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_carry_no_float_noise() {
+        assert_eq!(tick_label(0.6000000000000001), "0.6");
+        assert_eq!(tick_label(0.30000000000000004), "0.3");
+        assert_eq!(tick_label(1.0000000000000002e-5), "0.00001");
+        assert_eq!(tick_label(2500.0000000001), "2500");
+        assert_eq!(tick_label(0.0), "0");
+        assert_eq!(tick_label(0.123456789), "0.123457");
+        assert_eq!(tick_label(-0.2), "-0.2");
+    }
 
     #[test]
     fn writes_a_png_with_the_requested_size() {

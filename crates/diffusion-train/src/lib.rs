@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod objective;
 pub mod observer;
 pub mod optim;
+pub mod run_dir;
+pub mod seeds;
 pub mod trainer;
 
 pub use config::{PreviewConfig, TrainConfig};
@@ -33,10 +35,11 @@ pub use grad_clip::{clip_grad_norm, global_grad_norm};
 pub use image_grid::{image_grid, save_image_grid, tensor_to_images};
 pub use inference::{LoadedRun, load_checkpoint_for_inference, load_run, load_run_for_inference};
 pub use lr_schedule::{LrDecay, LrScheduleConfig};
-pub use metrics::{METRICS_FILE, MetricsRecord};
+pub use metrics::MetricsRecord;
 pub use objective::DiffusionObjective;
 pub use observer::{NoObserver, StepProgress, TrainEvent, TrainObserver};
 pub use optim::OptimizerConfig;
+pub use run_dir::{METRICS_FILE, RunDir};
 pub use trainer::{TrainSummary, Trainer};
 
 #[cfg(test)]

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::checkpoint::store::replace_file;
-
-/// File name of the metrics log in a run directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+use crate::run_dir::RunDir;
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,13 +43,13 @@ impl MetricsLog {
     /// `resume_step` (steps logged after the checkpoint being resumed, which will be trained
     /// again) and any torn last line left by a kill.
     pub fn open(run_dir: &Path, resume_step: usize) -> Result<Self, TrainError> {
-        let path = run_dir.join(METRICS_FILE);
+        let path = RunDir::new(run_dir).metrics_file();
         if path.exists() {
             let kept = read_metrics(&path)?
                 .into_iter()
                 .filter(|r| r.step <= resume_step)
-                .map(|r| serde_json::to_string(&r).unwrap_or_default() + "\n")
-                .collect::<String>();
+                .map(|r| record_line(&r))
+                .collect::<Result<String, _>>()?;
             replace_file(&path, kept.as_bytes())?;
         }
         let file = OpenOptions::new()
@@ -64,12 +62,19 @@ impl MetricsLog {
 
     /// Appends one line and flushes it.
     pub fn append(&mut self, record: &MetricsRecord) -> Result<(), TrainError> {
-        let line = serde_json::to_string(record).unwrap_or_default() + "\n";
+        let line = record_line(record)?;
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.flush())
             .map_err(|e| TrainError::io(&self.path, e))
     }
+}
+
+/// One record as a line of `metrics.jsonl`; a failure is an error, never an empty line.
+fn record_line(record: &MetricsRecord) -> Result<String, TrainError> {
+    serde_json::to_string(record)
+        .map(|json| json + "\n")
+        .map_err(|e| TrainError::invalid("metrics", format!("cannot be written as JSON: {e}")))
 }
 
 /// Reads every well-formed line of a metrics file (unparsable lines are skipped).
@@ -110,7 +115,7 @@ mod tests {
             log.append(&record(step)).unwrap();
         }
         drop(log);
-        let path = dir.path().join(METRICS_FILE);
+        let path = RunDir::new(dir.path()).metrics_file();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

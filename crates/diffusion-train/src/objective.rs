@@ -2,8 +2,8 @@
 //! for classifier-free guidance, predict, and weigh the squared error per timestep.
 //!
 //! All randomness comes from a host [`NoiseRng`] whose seed is a pure function of
-//! `(seed, step, micro-batch)`, so a resumed run draws exactly what an uninterrupted one would,
-//! on any backend.
+//! `(seed, step, micro-batch)` ([`crate::seeds::micro_batch_rng`]), so a resumed run draws
+//! exactly what an uninterrupted one would, on any backend.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -14,25 +14,6 @@ use diffusion_core::{
 use diffusion_nets::UNet;
 
 use crate::TrainError;
-
-/// SplitMix64 finaliser: turns nearby integers into unrelated 64-bit seeds.
-pub fn mix_seed(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Seed of one random stream of one training step; `stream` separates the uses (0: dropout on
-/// the backend, 1 + micro-batch: timesteps, noise and label drops of that micro-batch).
-pub fn step_seed(seed: u64, step: usize, stream: u64) -> u64 {
-    mix_seed(mix_seed(seed ^ 0x005e_ed0f_d1ff) ^ mix_seed(step as u64).rotate_left(17) ^ stream)
-}
-
-/// The host RNG of micro-batch `micro` of optimizer step `step`.
-pub fn micro_batch_rng(seed: u64, step: usize, micro: usize) -> NoiseRng {
-    NoiseRng::seed_from_u64(step_seed(seed, step, 1 + micro as u64))
-}
 
 /// What stays fixed during a run: schedule, prediction type, loss weights, label dropping.
 #[derive(Debug, Clone)]
@@ -150,17 +131,6 @@ mod tests {
             Some(3),
         )
         .unwrap()
-    }
-
-    #[test]
-    fn seeds_differ_per_step_and_stream_and_repeat() {
-        assert_eq!(step_seed(1, 5, 0), step_seed(1, 5, 0));
-        assert_ne!(step_seed(1, 5, 0), step_seed(1, 6, 0));
-        assert_ne!(step_seed(1, 5, 0), step_seed(1, 5, 1));
-        assert_ne!(step_seed(1, 5, 0), step_seed(2, 5, 0));
-        let a = micro_batch_rng(3, 7, 0).gaussian_vec(4);
-        assert_eq!(a, micro_batch_rng(3, 7, 0).gaussian_vec(4));
-        assert_ne!(a, micro_batch_rng(3, 7, 1).gaussian_vec(4));
     }
 
     #[test]

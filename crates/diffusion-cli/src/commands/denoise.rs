@@ -7,16 +7,14 @@ use anyhow::{Result, bail};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
-use diffusion_core::{NoiseRng, noised_start, sample_loop};
+use diffusion_core::{DdpmConfig, NoiseRng, SamplerConfig, noised_start, sample_loop};
 use diffusion_train::LoadedRun;
-use diffusion_train::data::DatasetSource;
 
-use super::data::{dataset_images, mse_psnr};
-use super::sample::{SamplerFlags, SamplerKind, conditioning};
-use super::train::parse_dataset;
-use crate::args::RunFlags;
+use super::sample::conditioning;
+use crate::args::{DataFlags, RunFlags, SamplerFlags};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{grid, save_png, to_images};
+use crate::real_images::{dataset_images, mse_psnr};
 
 /// Denoise partly noised real images with a trained run.
 #[derive(Debug, Args)]
@@ -31,27 +29,18 @@ pub struct DenoiseArgs {
         value_name = "T1,T2,..."
     )]
     pub from_t: Vec<usize>,
-    /// Dataset of the real images (default: the run's own).
-    #[arg(long, value_parser = parse_dataset)]
-    pub dataset: Option<DatasetSource>,
-    /// Where fetched datasets live (default: $DIFFUSION_DATA, else ./data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// The real images (default: the run's own dataset).
+    #[command(flatten)]
+    pub data: DataFlags,
     /// Index of the first image.
     #[arg(long, default_value_t = 0)]
     pub index: usize,
     /// Number of images.
     #[arg(short = 'n', long = "num", default_value_t = 8)]
     pub num: usize,
-    /// Sampler (default ddpm: every step from t down to 0).
-    #[arg(long, value_enum, default_value_t = SamplerKind::Ddpm)]
-    pub sampler: SamplerKind,
-    /// Number of denoising steps over the whole chain (ddim, dpm++).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// DDIM's eta in [0, 1].
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
+    /// The sampler (default ddpm: every step from t down to 0).
+    #[command(flatten)]
+    pub sampler: SamplerFlags,
     /// Seed of the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -89,13 +78,7 @@ fn denoise<B: Backend>(args: &DenoiseArgs, device: &B::Device) -> Result<()> {
     if let Some(bad) = args.from_t.iter().find(|&&t| t > t_max) {
         bail!("--from-t {bad} is out of range: this run has timesteps 0..={t_max}");
     }
-    let mut data = config.data.clone();
-    if let Some(dataset) = &args.dataset {
-        data.dataset = dataset.clone();
-    }
-    if let Some(dir) = &args.data_dir {
-        data.data_dir = Some(dir.display().to_string());
-    }
+    let data = args.data.apply(config.data.clone());
     let (x0, labels) = dataset_images::<B>(&data, args.index, args.num, device)?;
     let [n, c, h, w] = x0.dims();
     if [c, h, w]
@@ -114,18 +97,16 @@ fn denoise<B: Backend>(args: &DenoiseArgs, device: &B::Device) -> Result<()> {
     // A conditional model is given the true labels, without guidance.
     let labels = config.model.num_classes.map(|_| labels);
     let cond = conditioning::<B>(labels.as_deref(), config.model.num_classes, 1.0, device);
-    let flags = SamplerFlags {
-        sampler: args.sampler,
-        steps: args.steps,
-        eta: args.eta,
-    };
+    let sampler_config = args
+        .sampler
+        .config(SamplerConfig::Ddpm(DdpmConfig::new()))?;
     let mut rng = NoiseRng::seed_from_u64(args.seed);
 
     let mut columns: Vec<Tensor<B, 4>> = vec![x0.clone()];
     println!("t_start  mse_noisy  psnr_noisy_db  mse_denoised  psnr_denoised_db");
     for &t in &args.from_t {
-        let mut sampler = flags
-            .config()
+        let mut sampler = sampler_config
+            .clone()
             .with_start_t(Some(t))
             .init::<B>(&schedule, config.prediction_type)?;
         let start = sampler.timesteps()[0];

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use diffusion_core::forward::timesteps_tensor;
+use diffusion_core::schedule::ScheduleConfig;
 use diffusion_core::{NoiseRng, q_sample};
-use diffusion_train::data::{DataConfig, DatasetSource};
+use diffusion_train::data::DataConfig;
 
-use super::data::{dataset_images, file_image};
-use super::schedule::ScheduleFlags;
-use super::train::parse_dataset;
+use crate::args::{DataFlags, ScheduleFlags};
 use crate::images::{GifWriter, grid, save_png, to_images};
+use crate::real_images::{dataset_images, file_image};
 
 type B = burn::backend::Flex;
 
@@ -19,18 +19,14 @@ type B = burn::backend::Flex;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["dataset", "image"])))]
 pub struct ForwardArgs {
-    /// Dataset to take the image from: mnist-sample, mnist, fashion-mnist, cifar10 or folder:PATH.
-    #[arg(long, value_parser = parse_dataset)]
-    pub dataset: Option<DatasetSource>,
+    #[command(flatten)]
+    pub data: DataFlags,
     /// Index of the image in the dataset.
     #[arg(long, default_value_t = 0, requires = "dataset")]
     pub index: usize,
     /// An image file instead of a dataset (PNG, JPEG).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
-    /// Where fetched datasets live (default: $DIFFUSION_DATA, else ./data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub schedule: ScheduleFlags,
     /// Timesteps shown in the strip, comma-separated (default: ten, evenly spaced, 0 to T-1).
@@ -49,13 +45,12 @@ pub struct ForwardArgs {
 
 pub fn run(args: ForwardArgs) -> Result<()> {
     let device = Default::default();
-    let schedule = args.schedule.config().init()?;
+    let schedule = args.schedule.apply(ScheduleConfig::new()).init()?;
     let t_max = schedule.num_timesteps() - 1;
-    let x0 = match (&args.image, &args.dataset) {
+    let x0 = match (&args.image, &args.data.dataset) {
         (Some(path), _) => file_image::<B>(path, &device)?,
-        (None, Some(dataset)) => {
-            let mut data = DataConfig::new().with_dataset(dataset.clone());
-            data.data_dir = args.data_dir.as_ref().map(|d| d.display().to_string());
+        (None, Some(_)) => {
+            let data = args.data.apply(DataConfig::new());
             dataset_images::<B>(&data, args.index, 1, &device)?.0
         }
         (None, None) => bail!("give --dataset NAME [--index I] or --image FILE"),

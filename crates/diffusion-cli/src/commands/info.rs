@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use clap::Args;
 use diffusion_nets::UNetConfig;
+use diffusion_train::RunDir;
 use diffusion_train::TrainConfig;
-use diffusion_train::checkpoint::{list_checkpoints, read_state};
+use diffusion_train::checkpoint::read_state;
 
 /// Show the configuration, parameter count and checkpoints of a preset or a run.
 #[derive(Debug, Args)]
@@ -77,8 +78,9 @@ fn run_info(run_dir: &std::path::Path) -> Result<()> {
     if !run_dir.is_dir() {
         bail!("run directory {} does not exist", run_dir.display());
     }
-    let checkpoints = list_checkpoints(run_dir)?;
-    let config_path = run_dir.join("config.json");
+    let layout = RunDir::new(run_dir);
+    let checkpoints = layout.checkpoints()?;
+    let config_path = layout.config_file();
     let config = TrainConfig::from_file(&config_path).with_context(|| {
         format!(
             "{} is not a run directory written by `train`",

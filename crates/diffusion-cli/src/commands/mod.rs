@@ -1,7 +1,6 @@
 //! One file per subcommand: its flags (clap) and its `run`.
 
 pub mod bench;
-pub mod data;
 pub mod denoise;
 pub mod forward;
 pub mod info;

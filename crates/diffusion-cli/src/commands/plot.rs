@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use diffusion_train::METRICS_FILE;
+use diffusion_train::RunDir;
 use diffusion_train::metrics::read_metrics;
 
 use crate::plot::{LinePlot, Series, write_line_plot};
@@ -29,7 +29,7 @@ pub struct PlotArgs {
 pub fn run(args: PlotArgs) -> Result<()> {
     let mut series = Vec::with_capacity(args.runs.len());
     for run in &args.runs {
-        let path = run.join(METRICS_FILE);
+        let path = RunDir::new(run).metrics_file();
         if !path.is_file() {
             bail!(
                 "{} not found: is {} a run directory written by `train`?",

@@ -5,59 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
-use clap::{Args, ValueEnum};
-use diffusion_core::{
-    Conditioning, DdimConfig, DdpmConfig, DpmSolverConfig, GuidanceConfig, NoiseRng, SamplerConfig,
-    sample_loop,
-};
-use diffusion_train::{LoadedRun, TrainConfig};
+use clap::Args;
+use diffusion_core::{Conditioning, GuidanceConfig, NoiseRng, SamplerConfig, sample_loop};
+use diffusion_train::{LoadedRun, RunDir, TrainConfig};
 use image::DynamicImage;
 
-use crate::args::RunFlags;
+use crate::args::{RunFlags, SamplerFlags};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{GifWriter, evenly_spaced, grid, save_png, to_images, upscale};
-
-/// Samplers, as spelled on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SamplerKind {
-    /// ancestral DDPM (Ho et al. 2020); all T steps unless --steps
-    Ddpm,
-    /// DDIM (Song et al. 2021); 50 steps unless --steps
-    Ddim,
-    /// DPM-Solver++(2M) (Lu et al. 2022); 20 steps unless --steps
-    #[value(name = "dpm++")]
-    DpmSolver,
-}
-
-/// Flags that pick and tune a sampler.
-#[derive(Debug, Args, Clone)]
-pub struct SamplerFlags {
-    /// Sampler.
-    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
-    pub sampler: SamplerKind,
-    /// Number of denoising steps (default: ddpm T, ddim 50, dpm++ 20).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// DDIM's eta in [0, 1]: 0 is deterministic, 1 is as noisy as DDPM.
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
-}
-
-impl SamplerFlags {
-    pub fn config(&self) -> SamplerConfig {
-        match self.sampler {
-            SamplerKind::Ddpm => SamplerConfig::Ddpm(DdpmConfig::new().with_num_steps(self.steps)),
-            SamplerKind::Ddim => SamplerConfig::Ddim(
-                DdimConfig::new()
-                    .with_num_steps(self.steps.unwrap_or(50))
-                    .with_eta(self.eta),
-            ),
-            SamplerKind::DpmSolver => SamplerConfig::DpmSolver(
-                DpmSolverConfig::new().with_num_steps(self.steps.unwrap_or(20)),
-            ),
-        }
-    }
-}
 
 /// Generate images from a trained run (EMA weights unless --no-ema).
 #[derive(Debug, Args)]
@@ -174,7 +129,7 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
         ..
     } = args.run.load::<B>(device)?;
     let labels = labels_for(&config, args.class, args.num)?;
-    let sampler_config = args.sampler.config();
+    let sampler_config = args.sampler.config(SamplerConfig::default())?;
     let mut sampler = sampler_config.init::<B>(&schedule, config.prediction_type)?;
     let steps = sampler.timesteps().len();
     let (c, size) = (config.model.in_channels, config.model.image_size);
@@ -250,9 +205,8 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     );
 
     let out = args.out.clone().unwrap_or_else(|| {
-        let name =
-            format!("{:?}-{steps}-seed{}.png", args.sampler.sampler, args.seed).to_lowercase();
-        args.run.run.join("samples").join(name)
+        let name = format!("{}-{steps}-seed{}.png", sampler_config.name(), args.seed);
+        RunDir::new(&args.run.run).samples_dir().join(name)
     });
     save_png(&grid(&images, columns), &out)?;
     eprintln!("wrote {}", out.display());

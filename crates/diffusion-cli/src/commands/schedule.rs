@@ -5,34 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use diffusion_core::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+use diffusion_core::schedule::{NoiseSchedule, ScheduleConfig};
 use serde::Serialize;
 
+use crate::args::ScheduleFlags;
 use crate::plot::{LinePlot, Series, write_line_plot};
-
-/// The beta schedule families, as spelled on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ScheduleKind {
-    /// linspace(beta_start, beta_end, T) (Ho et al. 2020)
-    Linear,
-    /// Nichol & Dhariwal 2021, s = 0.008, betas clipped at 0.999
-    Cosine,
-    /// linear in sqrt(beta), then squared (Stable Diffusion)
-    ScaledLinear,
-    /// sigmoid(linspace(-6, 6, T)) scaled to [beta_start, beta_end]
-    Sigmoid,
-}
-
-impl From<ScheduleKind> for BetaSchedule {
-    fn from(kind: ScheduleKind) -> Self {
-        match kind {
-            ScheduleKind::Linear => Self::Linear,
-            ScheduleKind::Cosine => Self::Cosine,
-            ScheduleKind::ScaledLinear => Self::ScaledLinear,
-            ScheduleKind::Sigmoid => Self::Sigmoid,
-        }
-    }
-}
 
 /// Output formats of `schedule`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,37 +18,6 @@ pub enum Format {
     Json,
     /// one row per timestep: t,beta,alpha_bar,snr
     Csv,
-}
-
-/// Flags shared by every command that builds a schedule.
-#[derive(Debug, Args, Clone)]
-pub struct ScheduleFlags {
-    /// Beta schedule family.
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Linear)]
-    pub schedule: ScheduleKind,
-    /// Number of diffusion timesteps T (at least 1).
-    #[arg(long, default_value_t = 1000)]
-    pub timesteps: usize,
-    /// First beta (linear, scaled-linear, sigmoid); in (0, 1).
-    #[arg(long, default_value_t = 1e-4)]
-    pub beta_start: f64,
-    /// Last beta (linear, scaled-linear, sigmoid); in [beta-start, 1).
-    #[arg(long, default_value_t = 0.02)]
-    pub beta_end: f64,
-    /// Rescale the betas to zero terminal SNR (Lin et al. 2023).
-    #[arg(long)]
-    pub zero_terminal_snr: bool,
-}
-
-impl ScheduleFlags {
-    pub fn config(&self) -> ScheduleConfig {
-        ScheduleConfig::new()
-            .with_schedule(self.schedule.into())
-            .with_num_timesteps(self.timesteps)
-            .with_beta_start(self.beta_start)
-            .with_beta_end(self.beta_end)
-            .with_rescale_zero_terminal_snr(self.zero_terminal_snr)
-    }
 }
 
 /// Print a noise schedule.
@@ -101,7 +47,7 @@ struct ScheduleJson<'a> {
 }
 
 pub fn run(args: ScheduleArgs) -> Result<()> {
-    let config = args.schedule.config();
+    let config = args.schedule.apply(ScheduleConfig::new());
     let schedule = config.init()?;
     let mut text = Vec::new();
     match args.format {

@@ -6,37 +6,15 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use diffusion_core::PredictionType;
 use diffusion_nets::UNetVariant;
 use diffusion_train::data::DatasetSource;
-use diffusion_train::{TrainConfig, TrainError, Trainer};
+use diffusion_train::{RunDir, TrainConfig, TrainError, Trainer};
 
-use super::schedule::ScheduleKind;
+use crate::args::{DataFlags, ScheduleFlags, config_name};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::progress::TrainProgress;
-
-/// Network variants, as spelled on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelKind {
-    /// plain convolutional U-Net (no residual connections, no attention)
-    Conv,
-    /// residual U-Net, no attention
-    Residual,
-    /// residual U-Net with self-attention (the DDPM architecture)
-    ResidualAttention,
-}
-
-/// What the network predicts, as spelled on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PredictionKind {
-    /// the noise epsilon (DDPM)
-    Eps,
-    /// the clean image x0
-    X0,
-    /// the velocity v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho 2022)
-    V,
-}
 
 /// Train a diffusion model. With no flags: the `mnist` preset on the bundled MNIST sample, CPU.
 ///
@@ -52,36 +30,24 @@ pub struct TrainArgs {
     /// Training preset: mnist, fashion-mnist, cifar10, cifar10-ddpm (default: chosen by --dataset).
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
-    /// Dataset: mnist-sample (bundled), mnist, fashion-mnist, cifar10, or folder:PATH.
-    #[arg(long, value_parser = parse_dataset)]
-    pub dataset: Option<DatasetSource>,
-    /// Where fetched datasets live (default: $DIFFUSION_DATA, else ./data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataFlags,
     /// Resize the images to N x N and build the network for that size.
     #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
     /// Run directory for config.json, checkpoints/, metrics.jsonl and samples/ (default: runs/<preset>).
     #[arg(long, value_name = "DIR")]
     pub run: Option<PathBuf>,
-    /// Network variant.
-    #[arg(long, value_enum)]
-    pub model: Option<ModelKind>,
-    /// Number of diffusion timesteps T.
-    #[arg(long)]
-    pub timesteps: Option<usize>,
-    /// Beta schedule.
-    #[arg(long, value_enum)]
-    pub schedule: Option<ScheduleKind>,
-    /// First beta of the linear, scaled-linear and sigmoid schedules.
-    #[arg(long)]
-    pub beta_start: Option<f64>,
-    /// Last beta of the linear, scaled-linear and sigmoid schedules.
-    #[arg(long)]
-    pub beta_end: Option<f64>,
-    /// What the network predicts.
-    #[arg(long, value_enum)]
-    pub prediction: Option<PredictionKind>,
+    /// Network variant: conv (no residual connections, no attention), residual, or
+    /// residual-attention (the DDPM architecture).
+    #[arg(long, value_parser = config_name::<UNetVariant>, value_name = "NAME")]
+    pub model: Option<UNetVariant>,
+    #[command(flatten)]
+    pub schedule: ScheduleFlags,
+    /// What the network predicts: eps (the noise, DDPM), x0 (the clean image) or v (the
+    /// velocity, Salimans & Ho 2022); diffusers' names (epsilon, sample, v_prediction) work too.
+    #[arg(long, value_parser = config_name::<PredictionType>, value_name = "NAME")]
+    pub prediction: Option<PredictionType>,
     /// Train for this many passes over the dataset.
     #[arg(long, conflicts_with = "max_steps")]
     pub epochs: Option<usize>,
@@ -119,23 +85,6 @@ pub struct TrainArgs {
     pub sample_every: Option<usize>,
 }
 
-pub fn parse_dataset(s: &str) -> Result<DatasetSource, String> {
-    match s {
-        "mnist-sample" => Ok(DatasetSource::MnistSample),
-        "mnist" => Ok(DatasetSource::Mnist),
-        "fashion-mnist" => Ok(DatasetSource::FashionMnist),
-        "cifar10" => Ok(DatasetSource::Cifar10),
-        _ => match s.strip_prefix("folder:") {
-            Some(path) if !path.is_empty() => Ok(DatasetSource::Folder {
-                path: path.to_string(),
-            }),
-            _ => Err(format!(
-                "unknown dataset `{s}`: expected mnist-sample, mnist, fashion-mnist, cifar10 or folder:PATH"
-            )),
-        },
-    }
-}
-
 fn default_preset(dataset: Option<&DatasetSource>) -> &'static str {
     match dataset {
         None | Some(DatasetSource::MnistSample | DatasetSource::Mnist) => "mnist",
@@ -146,7 +95,7 @@ fn default_preset(dataset: Option<&DatasetSource>) -> &'static str {
 
 /// The experiment: the base config (file, saved run config or preset) with the flags applied.
 fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
-    let saved = run_dir.join("config.json");
+    let saved = RunDir::new(run_dir).config_file();
     let mut config = if let Some(path) = &args.config {
         TrainConfig::from_file(path)?
     } else if args.resume && saved.is_file() && args.preset.is_none() {
@@ -155,48 +104,24 @@ fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
         let name = args
             .preset
             .as_deref()
-            .unwrap_or(default_preset(args.dataset.as_ref()));
+            .unwrap_or(default_preset(args.data.dataset.as_ref()));
         TrainConfig::preset(name)?
     };
-    if let Some(dataset) = &args.dataset {
-        config.data.dataset = dataset.clone();
-    }
-    if let Some(dir) = &args.data_dir {
-        config.data.data_dir = Some(dir.display().to_string());
-    }
+    config.data = args.data.apply(config.data);
     if let Some(size) = args.image_size {
         config.data.image_size = Some(size);
         config.data.pad_to = None;
         config.model.image_size = size;
     }
     if let Some(model) = args.model {
-        config.model.variant = match model {
-            ModelKind::Conv => UNetVariant::Conv,
-            ModelKind::Residual => UNetVariant::Residual,
-            ModelKind::ResidualAttention => UNetVariant::ResidualAttention,
-        };
-        if model != ModelKind::ResidualAttention {
+        config.model.variant = model;
+        if model != UNetVariant::ResidualAttention {
             config.model.attention_resolutions.clear();
         }
     }
-    if let Some(t) = args.timesteps {
-        config.schedule.num_timesteps = t;
-    }
-    if let Some(kind) = args.schedule {
-        config.schedule.schedule = kind.into();
-    }
-    if let Some(b) = args.beta_start {
-        config.schedule.beta_start = b;
-    }
-    if let Some(b) = args.beta_end {
-        config.schedule.beta_end = b;
-    }
-    if let Some(p) = args.prediction {
-        config.prediction_type = match p {
-            PredictionKind::Eps => PredictionType::Epsilon,
-            PredictionKind::X0 => PredictionType::Sample,
-            PredictionKind::V => PredictionType::VPrediction,
-        };
+    config.schedule = args.schedule.apply(config.schedule);
+    if let Some(prediction) = args.prediction {
+        config.prediction_type = prediction;
     }
     if let Some(epochs) = args.epochs {
         config.epochs = Some(epochs);
@@ -296,7 +221,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Some(path) => path.file_stem().map(|s| s.to_string_lossy().into_owned()),
             None => None,
         }
-        .unwrap_or_else(|| default_preset(args.dataset.as_ref()).to_string())
+        .unwrap_or_else(|| default_preset(args.data.dataset.as_ref()).to_string())
     });
     let run_dir = args
         .run
@@ -331,27 +256,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_every_dataset_form() {
-        assert_eq!(
-            parse_dataset("mnist-sample"),
-            Ok(DatasetSource::MnistSample)
-        );
-        assert_eq!(parse_dataset("cifar10"), Ok(DatasetSource::Cifar10));
-        assert_eq!(
-            parse_dataset("folder:my/pics"),
-            Ok(DatasetSource::Folder {
-                path: "my/pics".into()
-            })
-        );
-        assert!(parse_dataset("folder:").is_err());
-        assert!(
-            parse_dataset("imagenet")
-                .unwrap_err()
-                .contains("mnist-sample")
-        );
-    }
 
     #[test]
     fn default_preset_follows_the_dataset() {

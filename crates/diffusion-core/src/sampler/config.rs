@@ -30,6 +30,30 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// The sampler of this JSON name (`ddpm`, `ddim`, `dpm++`, or one of the aliases
+    /// `dpm-solver++`, `dpmsolver++`) with its default parameters.
+    pub fn named(name: &str) -> Result<Self, SamplerError> {
+        match name {
+            "ddpm" => Ok(Self::Ddpm(DdpmConfig::new())),
+            "ddim" => Ok(Self::Ddim(DdimConfig::new())),
+            "dpm++" | "dpm-solver++" | "dpmsolver++" => Ok(Self::DpmSolver(DpmSolverConfig::new())),
+            other => Err(SamplerError::OutOfRange {
+                field: "name",
+                value: format!("`{other}`"),
+                allowed: "ddpm, ddim or dpm++".into(),
+            }),
+        }
+    }
+
+    /// Its JSON name: `ddpm`, `ddim` or `dpm++`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ddpm(_) => "ddpm",
+            Self::Ddim(_) => "ddim",
+            Self::DpmSolver(_) => "dpm++",
+        }
+    }
+
     /// Builds the chosen sampler for `schedule` and a model predicting `prediction`.
     pub fn init<B: Backend>(
         &self,
@@ -69,6 +93,25 @@ mod tests {
     use super::*;
     use crate::ScheduleConfig;
     use crate::tests::TestBackend;
+
+    #[test]
+    fn names_are_the_json_names() {
+        for name in ["ddpm", "ddim", "dpm++"] {
+            let config = SamplerConfig::named(name).unwrap();
+            assert_eq!(config.name(), name);
+            let json = serde_json::to_value(&config).unwrap();
+            assert!(json.get(name).is_some(), "{json}");
+        }
+        assert_eq!(
+            SamplerConfig::named("dpm-solver++").unwrap().name(),
+            "dpm++"
+        );
+        assert_eq!(
+            SamplerConfig::named("ddim").unwrap(),
+            SamplerConfig::Ddim(DdimConfig::new())
+        );
+        assert!(SamplerConfig::named("euler").is_err());
+    }
 
     #[test]
     fn json_names_are_short_and_round_trip() {

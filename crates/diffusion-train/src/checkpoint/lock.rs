@@ -7,9 +7,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use crate::TrainError;
-
-/// Name of the lock file inside a run directory.
-pub const LOCK_FILE: &str = ".lock";
+use crate::run_dir::RunDir;
 
 /// Holds the run directory's lock until dropped.
 #[derive(Debug)]
@@ -23,7 +21,7 @@ impl RunLock {
     /// [`TrainError::RunLocked`] when another process holds it.
     pub fn acquire(run_dir: &Path) -> Result<Self, TrainError> {
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-        let path = run_dir.join(LOCK_FILE);
+        let path = RunDir::new(run_dir).lock_file();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -60,6 +58,6 @@ mod tests {
         assert!(err.to_string().contains(&run.display().to_string()));
         drop(first);
         let again = RunLock::acquire(&run).unwrap();
-        assert!(again.path().ends_with(LOCK_FILE));
+        assert!(again.path().ends_with(crate::run_dir::LOCK_FILE));
     }
 }

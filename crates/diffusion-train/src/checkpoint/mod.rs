@@ -20,7 +20,7 @@ pub use files::{
 };
 pub use lock::RunLock;
 pub use pick::{CheckpointChoice, Picked, SkippedCheckpoint, pick_checkpoint};
-pub use store::{CHECKPOINTS_DIR, checkpoint_name, latest_checkpoint, list_checkpoints};
+pub use store::{checkpoint_name, latest_checkpoint, list_checkpoints};
 
 use crate::{TrainConfig, TrainError};
 

@@ -12,9 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::TrainError;
+use crate::run_dir::RunDir;
 
-/// Sub-directory of a run holding the checkpoints.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
 const PREFIX: &str = "step-";
 const TMP_SUFFIX: &str = ".tmp";
 const DEL_SUFFIX: &str = ".del";
@@ -36,7 +35,7 @@ fn parse_name(name: &str) -> Option<usize> {
 
 /// Complete checkpoints of a run, oldest first, as `(step, directory)`.
 pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, TrainError> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
+    let dir = RunDir::new(run_dir).checkpoints_dir();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -99,7 +98,7 @@ pub(crate) fn write_checkpoint_dir(
     step: usize,
     write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
-    let root = run_dir.join(CHECKPOINTS_DIR);
+    let root = RunDir::new(run_dir).checkpoints_dir();
     std::fs::create_dir_all(&root).map_err(|e| TrainError::io(&root, e))?;
     let name = checkpoint_name(step);
     let tmp = root.join(format!("{name}{TMP_SUFFIX}"));
@@ -155,7 +154,7 @@ pub(crate) fn prune_checkpoints(
     run_dir: &Path,
     keep: usize,
 ) -> Result<Vec<(PathBuf, PathBuf, TrainError)>, TrainError> {
-    let root = run_dir.join(CHECKPOINTS_DIR);
+    let root = RunDir::new(run_dir).checkpoints_dir();
     let mut intact = Vec::new();
     let mut damaged = Vec::new();
     for (step, dir) in list_checkpoints(run_dir)? {

@@ -12,14 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::DataError;
 use super::batcher::{ImageBatch, ImageBatcher};
 use super::dataset::ImageItem;
-
-/// SplitMix64 finaliser: spreads nearby seeds (0, 1, 2, ...) over unrelated RNG states.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use crate::seeds::{batch_flip_seed, epoch_order_seed};
 
 /// Uniform integer in `0..n` without modulo bias (Lemire's method). `n > 0`.
 fn below(rng: &mut impl RngCore, n: u64) -> u64 {
@@ -34,7 +27,7 @@ fn below(rng: &mut impl RngCore, n: u64) -> u64 {
 
 /// The order in which epoch `epoch` visits the `len` items: a permutation of `0..len`.
 pub fn epoch_permutation(seed: u64, epoch: u64, len: usize) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed) ^ mix(epoch.wrapping_add(1) << 1));
+    let mut rng = ChaCha8Rng::seed_from_u64(epoch_order_seed(seed, epoch));
     let mut order: Vec<usize> = (0..len).collect();
     // Fisher-Yates from the back.
     for i in (1..len).rev() {
@@ -46,7 +39,7 @@ pub fn epoch_permutation(seed: u64, epoch: u64, len: usize) -> Vec<usize> {
 
 /// The RNG for the augmentations (flips) of one batch.
 pub fn batch_rng(seed: u64, epoch: u64, batch_index: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0xa5a5_a5a5) ^ mix(epoch));
+    let mut rng = ChaCha8Rng::seed_from_u64(batch_flip_seed(seed, epoch));
     rng.set_stream(batch_index);
     rng
 }

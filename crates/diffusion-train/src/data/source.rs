@@ -38,6 +38,27 @@ pub enum DatasetSource {
 
 impl Config for DatasetSource {}
 
+/// The command-line spelling: the JSON names, and `folder:PATH` for an image folder.
+impl std::str::FromStr for DatasetSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("folder:") {
+            if path.is_empty() {
+                return Err("folder: needs a path, as in folder:my/images".into());
+            }
+            return Ok(Self::Folder {
+                path: path.to_string(),
+            });
+        }
+        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+            format!(
+                "unknown dataset `{s}`: expected mnist-sample, mnist, fashion-mnist, cifar10 or folder:PATH"
+            )
+        })
+    }
+}
+
 impl DatasetSource {
     /// The name `cargo xtask fetch-data --dataset` knows it by, and its folder under the data
     /// directory; `None` for the bundled sample and image folders.
@@ -103,6 +124,22 @@ pub fn mnist_sample_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_every_command_line_form() {
+        assert_eq!("mnist-sample".parse(), Ok(DatasetSource::MnistSample));
+        assert_eq!("fashion-mnist".parse(), Ok(DatasetSource::FashionMnist));
+        assert_eq!("cifar10".parse(), Ok(DatasetSource::Cifar10));
+        assert_eq!(
+            "folder:my/pics".parse(),
+            Ok(DatasetSource::Folder {
+                path: "my/pics".into()
+            })
+        );
+        assert!("folder:".parse::<DatasetSource>().is_err());
+        let err = "imagenet".parse::<DatasetSource>().unwrap_err();
+        assert!(err.contains("mnist-sample"), "{err}");
+    }
 
     #[test]
     fn serde_names_match_the_docs() {

@@ -13,24 +13,23 @@ use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
-pub use preview::{SAMPLES_DIR, write_preview};
+pub use preview::write_preview;
 pub use step::StepOutcome;
 
 use crate::checkpoint::store::{quarantine, replace_file};
 use crate::checkpoint::{
-    CheckpointChoice, CheckpointState, RunLock, all_finite, list_checkpoints, load_checkpoint,
+    CheckpointChoice, CheckpointState, all_finite, list_checkpoints, load_checkpoint,
     pick_checkpoint, save_checkpoint, verify_checkpoint,
 };
 use crate::data::{DataOrder, ImageDataset};
 use crate::metrics::MetricsLog;
-use crate::objective::{DiffusionObjective, mix_seed};
+use crate::objective::DiffusionObjective;
 use crate::observer::{StepProgress, TrainEvent, TrainObserver};
+use crate::run_dir::RunDir;
+use crate::seeds::init_seed;
 use crate::{TrainConfig, TrainError};
 use log_window::LogWindow;
 use step::{StepData, optimizer_step};
-
-/// File name of the run's config.
-pub const RUN_CONFIG_FILE: &str = "config.json";
 
 /// How a call to [`Trainer::run`] ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +117,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             dataset,
         } = self;
         config.validate()?;
-        let _lock = RunLock::acquire(&run_dir)?;
+        let layout = RunDir::new(&run_dir);
+        let _lock = layout.lock()?;
         let dataset = match dataset {
             Some(dataset) => dataset,
             None => config.data.load_dataset()?,
@@ -162,7 +162,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 (loaded.model, loaded.ema, loaded.optim, loaded.state)
             }
             None => {
-                B::seed(&device, mix_seed(config.seed));
+                B::seed(&device, init_seed(config.seed));
                 let model = config.model.init::<B>(&device)?;
                 // Materialize the lazily initialized weights now, under the seed just set.
                 all_finite(&model);
@@ -173,7 +173,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         let resumed = resumed_from.is_some();
         let start_step = state.step;
-        replace_file(&run_dir.join(RUN_CONFIG_FILE), config.to_json()?.as_bytes())?;
+        replace_file(&layout.config_file(), config.to_json()?.as_bytes())?;
         let mut metrics = MetricsLog::open(&run_dir, start_step)?;
         let mut last_checkpoint = resumed_from;
         if !resumed {
@@ -277,10 +277,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 metrics.append(&record)?;
             }
             if config.sample_every > 0 && (state.step % config.sample_every == 0 || last) {
-                let path = run_dir.join(SAMPLES_DIR).join(format!(
-                    "{}.png",
-                    crate::checkpoint::checkpoint_name(state.step)
-                ));
+                let path = layout.preview_file(state.step);
                 write_preview(&ema, &config, &schedule, &path, &device)?;
                 observer.on_event(&TrainEvent::PreviewSaved {
                     step: state.step,

@@ -4,14 +4,11 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use diffusion_core::{Conditioning, NoiseRng, NoiseSchedule, sample_loop};
+use diffusion_core::{Conditioning, NoiseSchedule, sample_loop};
 use diffusion_nets::UNet;
 
-use crate::objective::mix_seed;
+use crate::seeds::preview_rng;
 use crate::{TrainConfig, TrainError, save_image_grid};
-
-/// Sub-directory of a run holding the preview grids.
-pub const SAMPLES_DIR: &str = "samples";
 
 /// Samples `config.preview.num_images` images from `model` with the preview sampler and writes
 /// them as one PNG grid. The starting noise is the same at every preview (seeded from the run
@@ -31,7 +28,7 @@ pub fn write_preview<B: Backend>(
         .preview
         .sampler()
         .init::<B>(schedule, config.prediction_type)?;
-    let mut rng = NoiseRng::seed_from_u64(mix_seed(config.seed ^ 0x9e5e_11e5));
+    let mut rng = preview_rng(config.seed);
     let x_t = rng.gaussian_tensor::<B, 4>(shape, device); // [count, ch, size, size]
     let conditioning = match config.model.num_classes {
         Some(classes) if classes > 0 => {

@@ -7,7 +7,8 @@ use diffusion_nets::UNet;
 
 use crate::checkpoint::TrainOptimizer;
 use crate::data::{DataOrder, ImageBatcher, ImageDataset};
-use crate::objective::{DiffusionObjective, micro_batch_rng, step_seed};
+use crate::objective::DiffusionObjective;
+use crate::seeds::{micro_batch_rng, step_seed};
 use crate::{TrainConfig, clip_grad_norm, ema_update};
 
 /// What one step did.
