@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_one_line_error, assert_success, cli, tiny_config};
+use common::{assert_one_line_error, assert_success, cli, stderr_lines_with, tiny_config, train};
 use diffusion_train::checkpoint::{RunLock, list_checkpoints};
 use serde_json::Value;
 
@@ -196,14 +196,7 @@ fn a_second_sigint_after_the_grace_period_quits_at_once_without_saving() {
 fn trained_run(dir: &Path) -> PathBuf {
     let config = tiny_config(dir);
     let run = dir.join("run");
-    let out = cli()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_success(&out);
+    assert_success(&train(&config, &run, &[]));
     let steps: Vec<usize> = list_checkpoints(&run)
         .unwrap()
         .iter()
@@ -233,17 +226,13 @@ fn a_damaged_newest_checkpoint_is_passed_over_with_one_warning() {
         std::fs::write(&ema, &damaged).unwrap();
         let out = sample(&[]);
         assert_success(&out);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let warnings: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("warning:"))
-            .collect();
-        assert_eq!(warnings.len(), 1, "{stderr}");
+        let warnings = stderr_lines_with(&out, "warning:");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains("step-00000004") && warnings[0].contains("ema.mpk"),
-            "{stderr}"
+            "{warnings:?}"
         );
-        assert!(warnings[0].contains("using step 2"), "{stderr}");
+        assert!(warnings[0].contains("using step 2"), "{warnings:?}");
         // --checkpoint names one and turns the fallback off
         assert_one_line_error(&sample(&["--checkpoint", "4"]), "ema.mpk");
         assert_success(&sample(&["--checkpoint", "2"]));
@@ -276,20 +265,10 @@ fn resume_with_nothing_to_resume_says_so_and_starts_a_new_run() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path());
     let run = dir.path().join("never-trained");
-    let out = cli()
-        .args(["train", "--resume", "--max-steps", "2", "--config"])
-        .arg(&config)
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let out = train(&config, &run, &["--resume", "--max-steps", "2"]);
     assert_success(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let notice: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("nothing to resume"))
-        .collect();
-    assert_eq!(notice.len(), 1, "{stderr}");
-    assert!(notice[0].contains("never-trained"), "{stderr}");
+    let notice = stderr_lines_with(&out, "nothing to resume");
+    assert_eq!(notice.len(), 1, "{notice:?}");
+    assert!(notice[0].contains("never-trained"), "{notice:?}");
     assert_eq!(newest_checkpoint(&run), 2);
 }

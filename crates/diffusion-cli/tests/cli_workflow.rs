@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_one_line_error, assert_success, cli, tiny_config};
+use common::{assert_one_line_error, assert_success, cli, tiny_config, train};
 use serde_json::Value;
 
 #[test]
@@ -14,14 +14,7 @@ fn train_resume_sample_denoise_plot_info() {
     let config = tiny_config(dir.path());
     let run = dir.path().join("run");
 
-    let out = cli()
-        .arg("train")
-        .arg("--config")
-        .arg(&config)
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let out = train(&config, &run, &[]);
     assert_success(&out);
     assert!(run.join("config.json").is_file());
     assert!(run.join("checkpoints/step-00000004").is_dir());
@@ -30,15 +23,7 @@ fn train_resume_sample_denoise_plot_info() {
     assert_eq!(metrics.lines().count(), 4, "{metrics}");
 
     // A second run into the same directory must not clobber it.
-    let out = cli()
-        .arg("train")
-        .arg("--config")
-        .arg(&config)
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "--resume");
+    assert_one_line_error(&train(&config, &run, &[]), "--resume");
 
     // --max-steps counts the run's total steps: 4 done, 2 more.
     let out = cli()
@@ -248,56 +233,45 @@ fn forward_writes_a_strip_and_a_gif_of_a_bundled_digit() {
 #[test]
 fn user_mistakes_give_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (missing, run, out_png) = (path("nope"), path("r"), path("o.png"));
+    let (no_config, no_image) = (format!("{missing}/c.json"), format!("{missing}/x.png"));
+    let data_dir = dir.path().display().to_string();
+    let cases: [(Vec<&str>, &str); 8] = [
+        (vec!["sample", "--run", &missing], "does not exist"),
+        (vec!["info", "--run", &missing], "does not exist"),
+        (vec!["train", "--config", &no_config], "c.json"),
+        (
+            vec![
+                "train",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                &data_dir,
+                "--run",
+                &run,
+            ],
+            "cargo xtask fetch-data --dataset cifar10",
+        ),
+        (
+            vec!["train", "--batch-size", "0", "--run", &run],
+            "batch_size",
+        ),
+        (vec!["info", "--preset", "imagenet"], "known presets"),
+        (
+            vec!["forward", "--image", &no_image, "--out", &out_png],
+            "x.png",
+        ),
+        (
+            vec!["sample", "--run", &missing, "--checkpoint", "3"],
+            "does not exist",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = cli().args(&args).output().unwrap();
+        assert_one_line_error(&out, needle);
+    }
     let missing = dir.path().join("nope");
-
-    let out = cli()
-        .arg("sample")
-        .arg("--run")
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "does not exist");
-    let out = cli()
-        .arg("info")
-        .arg("--run")
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "does not exist");
-    let out = cli()
-        .arg("train")
-        .arg("--config")
-        .arg(missing.join("c.json"))
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "c.json");
-    let out = cli()
-        .args(["train", "--dataset", "cifar10", "--data-dir"])
-        .arg(dir.path())
-        .arg("--run")
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "cargo xtask fetch-data --dataset cifar10");
-    let out = cli()
-        .args(["train", "--batch-size", "0", "--run"])
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "batch_size");
-    let out = cli()
-        .args(["info", "--preset", "imagenet"])
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "known presets");
-    let out = cli()
-        .args(["forward", "--image"])
-        .arg(missing.join("x.png"))
-        .arg("--out")
-        .arg(dir.path().join("o.png"))
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "x.png");
     #[cfg(not(feature = "cuda"))]
     {
         let run = dir.path().join("cuda-run");

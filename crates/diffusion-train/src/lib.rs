@@ -44,6 +44,23 @@ pub use trainer::{TrainSummary, Trainer};
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    use burn::tensor::backend::Backend;
+
+    /// Every float parameter of `module`, in visiting order.
+    pub fn flat<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
+        struct Values(Vec<f32>);
+        impl<B: Backend> ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.extend(param.val().into_data().iter::<f32>());
+            }
+        }
+        let mut values = Values(Vec::new());
+        module.visit(&mut values);
+        values.0
+    }
+
     /// CPU backend of the unit tests.
     pub type TestBackend = burn::backend::Flex;
     /// Its autodiff wrapper.

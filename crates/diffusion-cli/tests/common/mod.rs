@@ -53,3 +53,25 @@ pub fn assert_one_line_error(out: &std::process::Output, needle: &str) {
     assert!(last.contains(needle), "`{needle}` not in: {last}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `train --config CONFIG --run RUN EXTRA...`, run to its end.
+pub fn train(config: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    cli()
+        .arg("train")
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .arg("--run")
+        .arg(run)
+        .output()
+        .unwrap()
+}
+
+/// The lines of standard error that contain `needle`.
+pub fn stderr_lines_with(out: &std::process::Output, needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_string)
+        .collect()
+}

@@ -310,7 +310,7 @@ pub fn checkpoint_files(dir: &Path) -> [PathBuf; 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{TestBackend, tiny_train_config, tiny_unet_config};
+    use crate::tests::{TestBackend, flat, tiny_train_config, tiny_unet_config};
     use burn::module::ModuleMapper;
 
     struct Scale(f32);
@@ -319,18 +319,6 @@ mod tests {
             let (id, tensor, mapper) = p.consume();
             Param::from_mapped_value(id, tensor.mul_scalar(self.0), mapper)
         }
-    }
-
-    fn flat<M: Module<TestBackend>>(module: &M) -> Vec<f32> {
-        struct Values(Vec<f32>);
-        impl<B: Backend> ModuleVisitor<B> for Values {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                self.0.extend(param.val().into_data().iter::<f32>());
-            }
-        }
-        let mut values = Values(Vec::new());
-        module.visit(&mut values);
-        values.0
     }
 
     #[test]

@@ -93,22 +93,8 @@ pub(crate) fn optimizer_step<B: AutodiffBackend>(
 mod tests {
     use super::*;
     use crate::checkpoint::all_finite;
-    use crate::tests::{TestAutodiff, tiny_dataset, tiny_train_config};
-    use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-    use burn::tensor::Tensor;
-    use burn::tensor::backend::Backend;
-
-    fn flat<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
-        struct Values(Vec<f32>);
-        impl<B: Backend> ModuleVisitor<B> for Values {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                self.0.extend(param.val().into_data().iter::<f32>());
-            }
-        }
-        let mut values = Values(Vec::new());
-        module.visit(&mut values);
-        values.0
-    }
+    use crate::tests::{TestAutodiff, flat, tiny_dataset, tiny_train_config};
+    use burn::module::AutodiffModule;
 
     fn run_step(
         config: &TrainConfig,
