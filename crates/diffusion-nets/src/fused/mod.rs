@@ -19,6 +19,7 @@ mod attention;
 mod autodiff;
 mod flex;
 mod kernel;
+mod math;
 #[cfg(test)]
 mod tests;
 
