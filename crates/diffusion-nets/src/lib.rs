@@ -3,7 +3,7 @@
 //! - [`blocks`]: sinusoidal timestep embedding and its MLP, class-label embedding with a null
 //!   class, residual block with time injection, spatial self-attention, down/up sampling.
 //! - [`fused`]: GroupNorm (+ SiLU) as one operation, with a CPU kernel and its own backward
-//!   pass on Flex, burn's ops on other backends.
+//!   pass on Flex (feature `flex-kernels`, on by default), burn's ops on other backends.
 //! - [`unet`]: [`UNetConfig`] describes a conv, residual or residual-attention (DDPM) U-Net
 //!   by data; [`UNetConfig::preset`] names a few; [`UNet`] implements
 //!   [`diffusion_core::Denoiser`].

@@ -15,12 +15,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::DType;
 use burn::tensor::ops::{AttentionModuleOptions, FloatTensorOps, ModuleOps};
-use burn_flex::ops::attention::softmax_row_f32;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::autodiff::AutodiffFlexTensor;
 use super::flex::plain;
+use super::math::softmax_row;
 
 /// Calls of the tracked forward pass, for the test that it is reached.
 pub(crate) static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -127,7 +127,7 @@ fn probabilities(q: &FlexTensor, k: &FlexTensor, scale: f32) -> FlexTensor {
     let len = scores.layout().shape()[3];
     rows_mut(&mut scores, len).for_each(|rows| {
         rows.chunks_exact_mut(len)
-            .for_each(|row| softmax_row_f32(row, scale))
+            .for_each(|row| softmax_row(row, scale))
     });
     scores
 }
@@ -155,7 +155,7 @@ fn backward(s: &State, dout: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor)
 const LANES: usize = 8;
 
 /// `dp ← p ⊙ (dp − Σ dp ⊙ p) · scale`: the gradient of the scores (before scaling) from the
-/// gradient of the probabilities `p` of `softmax_row_f32`.
+/// gradient of the probabilities `p` of `softmax_row`.
 fn softmax_gradient_row(dp: &mut [f32], p: &[f32], scale: f32) {
     let mut dots = [0.0f32; LANES];
     for (d, p) in dp.chunks(LANES).zip(p.chunks(LANES)) {

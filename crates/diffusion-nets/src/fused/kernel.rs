@@ -13,7 +13,7 @@
 //! Notation per image `n` and group `g` (of `m = channels / groups * h * w` elements):
 //! `x̂ = (x - mean) * rstd`, `y = x̂ * gamma_c + beta_c`, `out = silu(y) = y * sigmoid(y)`.
 
-use burn_flex::ops::activation::sigmoid_f32;
+use super::math::sigmoid;
 use rayon::prelude::*;
 
 /// Calls of [`forward`] and [`backward`], for the test that the dispatch reaches them.
@@ -58,14 +58,14 @@ pub(crate) struct Moments {
 /// `y * sigmoid(y)` (SiLU) or `y`.
 #[inline(always)]
 fn activate<const SILU: bool>(y: f32) -> f32 {
-    if SILU { y * sigmoid_f32(y) } else { y }
+    if SILU { y * sigmoid(y) } else { y }
 }
 
 /// The derivative of [`activate`] at `y`: `s * (1 + y * (1 - s))` with `s = sigmoid(y)`.
 #[inline(always)]
 fn activation_slope<const SILU: bool>(y: f32) -> f32 {
     if SILU {
-        let s = sigmoid_f32(y);
+        let s = sigmoid(y);
         s * (1.0 + y * (1.0 - s))
     } else {
         1.0
