@@ -99,12 +99,6 @@ impl RunDir {
     }
 }
 
-impl From<&Path> for RunDir {
-    fn from(root: &Path) -> Self {
-        Self::new(root)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

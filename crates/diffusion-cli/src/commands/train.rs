@@ -95,11 +95,14 @@ fn default_preset(dataset: Option<&DatasetSource>) -> &'static str {
 
 /// The experiment: the base config (file, saved run config or preset) with the flags applied.
 fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
-    let saved = RunDir::new(run_dir).config_file();
+    let saved = match args.resume && args.config.is_none() && args.preset.is_none() {
+        true => RunDir::new(run_dir).read_config()?,
+        false => None,
+    };
     let mut config = if let Some(path) = &args.config {
         TrainConfig::from_file(path)?
-    } else if args.resume && saved.is_file() && args.preset.is_none() {
-        TrainConfig::from_file(&saved)?
+    } else if let Some(saved) = saved {
+        saved
     } else {
         let name = args
             .preset

@@ -98,7 +98,8 @@ pub(crate) fn write_checkpoint_dir(
     step: usize,
     write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
-    let root = RunDir::new(run_dir).checkpoints_dir();
+    let layout = RunDir::new(run_dir);
+    let root = layout.checkpoints_dir();
     std::fs::create_dir_all(&root).map_err(|e| TrainError::io(&root, e))?;
     let name = checkpoint_name(step);
     let tmp = root.join(format!("{name}{TMP_SUFFIX}"));
@@ -108,7 +109,7 @@ pub(crate) fn write_checkpoint_dir(
     std::fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     write(&tmp)?;
     sync_dir(&tmp)?;
-    let final_dir = root.join(&name);
+    let final_dir = layout.checkpoint_dir(step);
     if final_dir.exists() {
         // Same step saved again (e.g. stop right after a resume): retire the old copy first.
         retire(&root, &final_dir, &name)?;
