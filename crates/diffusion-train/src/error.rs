@@ -164,6 +164,23 @@ pub enum TrainError {
         /// Encoder message.
         message: String,
     },
+
+    /// A sample-quality metric failed, or the cache of its network is unusable.
+    #[error(transparent)]
+    Eval(#[from] diffusion_eval::EvalError),
+
+    /// The classifier metrics were asked of a dataset they do not apply to.
+    #[error(
+        "the classifier metrics (FD-classifier, conditional accuracy) apply to labelled 28x28 \
+         grayscale datasets only (mnist, fashion-mnist, mnist-sample, gray folders of 28x28 \
+         images with class subfolders); `{dataset}` does not qualify: {problem}"
+    )]
+    ClassifierDataset {
+        /// The dataset's key.
+        dataset: String,
+        /// Why it does not qualify.
+        problem: String,
+    },
 }
 
 fn list_steps(steps: &[usize]) -> String {

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod objective;
 pub mod observer;
 pub mod optim;
+pub mod quality;
 pub mod run_dir;
 pub mod seeds;
 pub mod trainer;
