@@ -379,3 +379,61 @@ fn debian_fashion_mnist_passes_the_real_table() {
     assert_eq!(fetch_dataset(fashion, &opts).unwrap(), Outcome::Fetched);
     assert_eq!(listing(&data.path().join("fashion-mnist")).len(), 5);
 }
+
+/// The `inception-fid` entry of the real table, its URLs replaced by `urls`.
+fn inception_spec(urls: Vec<String>) -> DatasetSpec {
+    let table = crate::table::builtin_datasets();
+    let mut spec = crate::table::select("inception-fid", &table)
+        .unwrap()
+        .remove(0);
+    spec.files[0].urls = urls;
+    spec
+}
+
+const INCEPTION_FILE: &str = "pt_inception-2015-12-05-6726825d.pth";
+
+#[test]
+fn inception_weights_are_kept_as_downloaded_under_their_name() {
+    // A stand-in for the 95 MB file: the real table entry with this fixture's checksum.
+    let weights = payload(11);
+    let path = format!("/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}");
+    let srv = server(&[(path.as_str(), Reply::Body(weights.clone()))]);
+    let mut spec = inception_spec(vec![srv.url(&path)]);
+    spec.files[0].sha256 = sha(&weights);
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(
+        fetch_dataset(&spec, &options(data.path(), None)).unwrap(),
+        Outcome::Fetched
+    );
+    let dir = data.path().join("inception-fid");
+    assert_eq!(listing(&dir), [MARKER, INCEPTION_FILE]);
+    assert_eq!(std::fs::read(dir.join(INCEPTION_FILE)).unwrap(), weights);
+    assert_eq!(
+        fetch_dataset(&spec, &options(data.path(), None)).unwrap(),
+        Outcome::AlreadyPresent
+    );
+}
+
+#[test]
+fn inception_weights_other_than_the_official_file_are_refused() {
+    let srv = server(&[(
+        &format!("/m/{INCEPTION_FILE}") as &str,
+        Reply::Body(payload(13)),
+    )]);
+    let spec = inception_spec(vec!["http://127.0.0.1:9/never".into()]);
+    let data = tempfile::tempdir().unwrap();
+    let mirror = Mirror::parse(&srv.url("/m"));
+    let err = format!(
+        "{:#}",
+        fetch_dataset(&spec, &options(data.path(), Some(mirror))).unwrap_err()
+    );
+    assert_eq!(srv.hits(&format!("/m/{INCEPTION_FILE}")), 1);
+    assert!(
+        err.contains(&format!("checksum mismatch for {INCEPTION_FILE}"))
+            && err.contains(
+                "expected sha256 6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+            ),
+        "{err}"
+    );
+    assert!(listing(&data.path().join("inception-fid")).is_empty());
+}

@@ -1,5 +1,6 @@
-//! Project tasks. `cargo xtask fetch-data --dataset mnist|fashion-mnist|cifar10|all` downloads
-//! datasets into `data/<name>/`, verified against the SHA-256 table in [`table`];
+//! Project tasks. `cargo xtask fetch-data --dataset mnist|fashion-mnist|cifar10|inception-fid|all`
+//! downloads datasets (and pytorch-fid's Inception weights) into `data/<name>/`, verified against
+//! the SHA-256 table in [`table`];
 //! `cargo xtask bench` compares our training and sampling speed with a PyTorch twin ([`bench`]).
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ struct Cli {
 enum Command {
     /// Download and verify a dataset into <data-dir>/<name>/.
     FetchData {
-        /// mnist, fashion-mnist, cifar10 or all.
+        /// mnist, fashion-mnist, cifar10, inception-fid (pytorch-fid's Inception weights) or all.
         #[arg(long)]
         dataset: String,
         /// Where datasets go [default: $DIFFUSION_DATA, else data/ in the workspace root].

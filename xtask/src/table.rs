@@ -11,6 +11,11 @@
 //!   so its `.gz` bytes differ from Zalando's) and matching values published independently.
 //! - CIFAR-10 binary tarball: the value tensorflow-datasets and torchvision-ruby pin, for the
 //!   170,052,171-byte file at the Toronto URL.
+//! - pytorch-fid's Inception weights (`inception-fid`, not a dataset but fetched the same way):
+//!   the value genforce's Hammer pins for this URL (`_MODEL_URL_SHA256['tf_inception_v3']` in
+//!   `models/inception_model.py`, e.g. in snap-research/discoscene), which projects checking
+//!   the file before use repeat; its first 8 hex digits are the `6726825d` of the file name,
+//!   the prefix torch hub's `check_hash` verifies, so the full value is at least as strict.
 
 /// One file of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +80,13 @@ const FASHION_BASES: [&str; 2] = [
 ];
 
 const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+
+/// pytorch-fid's FID Inception weights: the TensorFlow graph `inception-2015-12-05` ported to
+/// PyTorch (1008 classes), read by `diffusion_eval::inception::FidInception::load`.
+const INCEPTION_FID_FILE: &str = "pt_inception-2015-12-05-6726825d.pth";
+const INCEPTION_FID_URL: &str = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth";
+const INCEPTION_FID_SHA256: &str =
+    "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2";
 
 /// `(stem, gz sha256, raw sha256)` of the four MNIST files.
 const MNIST_FILES: [(&str, &str, &str); 4] = [
@@ -178,6 +190,16 @@ pub fn builtin_datasets() -> Vec<DatasetSpec> {
                 .collect(),
             },
         },
+        DatasetSpec {
+            name: "inception-fid".into(),
+            files: vec![RemoteFile {
+                name: INCEPTION_FID_FILE.into(),
+                urls: vec![INCEPTION_FID_URL.into()],
+                sha256: INCEPTION_FID_SHA256.into(),
+                raw: None,
+            }],
+            unpack: Unpack::Keep,
+        },
     ]
 }
 
@@ -226,12 +248,28 @@ mod tests {
     #[test]
     fn select_resolves_names_and_lists_known_ones_on_error() {
         let table = builtin_datasets();
-        assert_eq!(select("all", &table).unwrap().len(), 3);
+        assert_eq!(select("all", &table).unwrap().len(), 4);
         assert_eq!(select("cifar10", &table).unwrap()[0].name, "cifar10");
         let err = select("imagenet", &table).unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown dataset `imagenet`: known datasets are mnist, fashion-mnist, cifar10, all"
+            "unknown dataset `imagenet`: known datasets are mnist, fashion-mnist, cifar10, \
+             inception-fid, all"
         );
+    }
+
+    #[test]
+    fn inception_checksum_starts_with_the_prefix_in_its_name() {
+        // torch hub names checkpoints `<stem>-<first 8 hex digits of the SHA-256>.pth`.
+        let table = builtin_datasets();
+        let file = &select("inception-fid", &table).unwrap()[0].files[0];
+        let prefix = file
+            .name
+            .trim_end_matches(".pth")
+            .rsplit('-')
+            .next()
+            .unwrap();
+        assert_eq!(prefix, "6726825d");
+        assert!(file.sha256.starts_with(prefix), "{}", file.sha256);
     }
 }
