@@ -54,4 +54,17 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
+
+    /// Features, statistics or logits contain NaN or infinity.
+    #[error("{0}")]
+    NonFinite(String),
+
+    /// A metric's configuration is out of range.
+    #[error("invalid {field}: {message}")]
+    Config {
+        /// The field, e.g. `KidConfig.subset_size`.
+        field: &'static str,
+        /// What is wrong and the allowed range.
+        message: String,
+    },
 }

@@ -1,4 +1,7 @@
-//! [`Features`]: a matrix of feature vectors, one row per image.
+//! [`Features`]: a matrix of feature vectors, one row per image, and its file cache
+//! ([`Features::save`], [`Features::load`]; the format is in [`cache`]).
+
+pub mod cache;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
