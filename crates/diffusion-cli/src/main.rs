@@ -54,6 +54,9 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Noise real images to t, denoise them from there, and compare (MSE, PSNR).
     Denoise(commands::denoise::DenoiseArgs),
+    /// Measure sample quality: FD-classifier, accuracy, FID, KID, precision/recall, and the
+    /// floor real images reach.
+    Eval(commands::eval::EvalArgs),
     /// Plot the loss curves of one or several runs.
     Plot(commands::plot::PlotArgs),
     /// Show the configuration, parameter count and checkpoints of a preset or a run.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Sample(args) => commands::sample::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Denoise(args) => commands::denoise::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Schedule(args) => commands::schedule::run(args),

@@ -38,23 +38,48 @@ fn register_bundled_font() {
 
 /// Draws `plot` into a PNG at `path`.
 pub fn write_line_plot(path: &Path, plot: &LinePlot<'_>) -> Result<()> {
+    write_line_plots(path, std::slice::from_ref(plot))
+}
+
+/// Draws `plots` side by side into one PNG at `path`.
+pub fn write_line_plots(path: &Path, plots: &[LinePlot<'_>]) -> Result<()> {
     register_bundled_font();
-    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
-    let all: Vec<(f64, f64)> = plot
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .filter(finite)
-        .collect();
-    if all.is_empty() {
-        bail!("nothing to plot: no finite points");
+    let width = WIDTH * plots.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, HEIGHT)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, plots.len().max(1)));
+        for (plot, area) in plots.iter().zip(&areas) {
+            draw_plot(area, plot)?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    for plot in plots {
+        if plot_range(plot).is_none() {
+            bail!("nothing to plot in \"{}\": no finite points", plot.title);
+        }
     }
+    draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot draw {}", path.display()))
+}
+
+/// The x and y ranges of the finite points of `plot`, widened where empty.
+fn plot_range(plot: &LinePlot<'_>) -> Option<(f64, f64, f64, f64)> {
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in &all {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
+    let mut any = false;
+    for &(x, y) in plot.series.iter().flat_map(|s| s.points.iter()) {
+        if x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0) {
+            any = true;
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    if !any {
+        return None;
     }
     if x1 <= x0 {
         x1 = x0 + 1.0;
@@ -62,30 +87,32 @@ pub fn write_line_plot(path: &Path, plot: &LinePlot<'_>) -> Result<()> {
     if y1 <= y0 {
         y1 = y0 + y0.abs().max(1.0) * 0.1;
     }
+    Some((x0, x1, y0, y1))
+}
 
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        root.fill(&WHITE)?;
-        let mut builder = ChartBuilder::on(&root);
-        builder
-            .caption(plot.title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(72);
-        if plot.log_y {
-            let mut chart = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
-            draw_chart(&mut chart, plot, &finite)?;
-        } else {
-            let pad = (y1 - y0) * 0.05;
-            let mut chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
-            draw_chart(&mut chart, plot, &finite)?;
-        }
-        root.present()?;
-        Ok(())
+fn draw_plot<'a>(
+    area: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    plot: &LinePlot<'_>,
+) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
+    let Some((x0, x1, y0, y1)) = plot_range(plot) else {
+        return Ok(());
     };
-    draw()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot draw {}", path.display()))
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(plot.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(72);
+    if plot.log_y {
+        let mut chart = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
+        draw_chart(&mut chart, plot, &finite)?;
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        let mut chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+        draw_chart(&mut chart, plot, &finite)?;
+    }
+    Ok(())
 }
 
 /// An axis value rounded to 6 significant digits and printed in the shortest form that reads

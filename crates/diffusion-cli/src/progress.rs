@@ -112,9 +112,107 @@ impl TrainObserver for TrainProgress {
             TrainEvent::PreviewSaved { step, path } => {
                 self.println(format!("step {step}: preview {}", path.display()))
             }
+            TrainEvent::Evaluated { step, scores } => {
+                let mut parts = Vec::new();
+                for (name, value) in [
+                    ("FD-classifier", scores.fd_classifier),
+                    ("accuracy", scores.accuracy),
+                    ("FID", scores.fid),
+                    ("KID", scores.kid),
+                ] {
+                    if let Some(v) = value {
+                        parts.push(format!("{name} {v:.4}"));
+                    }
+                }
+                self.println(format!(
+                    "step {step}: {} (n = {})",
+                    parts.join(", "),
+                    scores.n
+                ))
+            }
             TrainEvent::SkippedNonFinite { step, consecutive } => self.println(format!(
                 "step {step}: skipped, non-finite loss or gradient ({consecutive} in a row)"
             )),
+        }
+    }
+}
+
+/// Progress of the phases of an evaluation (training the classifier, extracting reference
+/// features, sampling): one bar per phase on a terminal, a line every 15 s otherwise.
+pub struct PhaseProgress {
+    bar: Option<ProgressBar>,
+    phase: String,
+    total: usize,
+    last_line: Instant,
+    started: Instant,
+}
+
+impl PhaseProgress {
+    pub fn new() -> Self {
+        Self {
+            bar: None,
+            phase: String::new(),
+            total: 0,
+            last_line: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl diffusion_train::quality::QualityProgress for PhaseProgress {
+    fn begin(&mut self, phase: &str, total: usize) {
+        self.finish();
+        self.phase = phase.to_string();
+        self.total = total;
+        self.started = Instant::now();
+        self.last_line = Instant::now();
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(
+                Some(total as u64),
+                ProgressDrawTarget::stderr_with_hz(4),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{elapsed_precise} < {eta_precise}] {wide_bar} {pos}/{len}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(phase.to_string());
+            self.bar = Some(bar);
+        } else {
+            eprintln!("{phase}: 0/{total}");
+        }
+    }
+
+    fn advance(&mut self, done: usize) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done as u64),
+            None => {
+                if self.last_line.elapsed() >= Duration::from_secs(15) {
+                    self.last_line = Instant::now();
+                    eprintln!("{}: {done}/{}", self.phase, self.total);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if !self.phase.is_empty() {
+            eprintln!(
+                "{}: done in {:.1}s",
+                std::mem::take(&mut self.phase),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
         }
     }
 }

@@ -41,7 +41,7 @@ pub use objective::DiffusionObjective;
 pub use observer::{NoObserver, StepProgress, TrainEvent, TrainObserver};
 pub use optim::OptimizerConfig;
 pub use run_dir::{METRICS_FILE, RunDir};
-pub use trainer::{TrainSummary, Trainer};
+pub use trainer::{TrainSummary, Trainer, TrainingEval};
 
 #[cfg(test)]
 pub(crate) mod tests {

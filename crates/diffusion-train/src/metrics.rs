@@ -29,6 +29,9 @@ pub struct MetricsRecord {
     pub wall_time_s: f64,
     /// Steps skipped so far for a non-finite loss or gradient.
     pub skipped_nonfinite: usize,
+    /// Sample quality measured at this step (`eval_every`), on lines where it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<crate::quality::Scores>,
 }
 
 /// Appends [`MetricsRecord`]s to a run's `metrics.jsonl`.
@@ -96,6 +99,7 @@ mod tests {
 
     fn record(step: usize) -> MetricsRecord {
         MetricsRecord {
+            eval: None,
             step,
             loss: 0.5 / step as f64,
             lr: 1e-3,

@@ -60,6 +60,13 @@ pub enum TrainEvent {
         /// The PNG file.
         path: PathBuf,
     },
+    /// Sample quality was measured (`Trainer::with_eval`).
+    Evaluated {
+        /// The step.
+        step: usize,
+        /// What was measured.
+        scores: crate::quality::Scores,
+    },
     /// A step was skipped for a non-finite loss or gradient.
     SkippedNonFinite {
         /// The step.

@@ -12,6 +12,7 @@
 //! | the order of epoch `e` | [`epoch_order_seed`] | `data/order.rs` |
 //! | the flips of a batch of epoch `e` (ChaCha stream = batch index) | [`batch_flip_seed`] | `data/order.rs` |
 //! | the starting noise of every preview grid | [`preview_rng`] | `trainer/preview.rs` |
+//! | the starting noise of every quality measurement | [`eval_seed`] | `trainer/mod.rs` (`eval_every`) |
 
 use diffusion_core::NoiseRng;
 
@@ -55,6 +56,12 @@ pub fn preview_rng(seed: u64) -> NoiseRng {
     NoiseRng::seed_from_u64(mix(seed ^ 0x9e5e_11e5))
 }
 
+/// The noise seed of the samples scored during training (`eval_every`): the same at every
+/// measurement of a run, so that the curve follows the model, not the draw.
+pub fn eval_seed(seed: u64) -> u64 {
+    mix(seed ^ 0x0e7a_1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +78,7 @@ mod tests {
             preview_rng(7),
             NoiseRng::seed_from_u64(0x63ec_b9d4_04ae_5f28)
         );
+        assert_eq!(eval_seed(7), 0x09ed_923f_da15_8b88);
     }
 
     #[test]

@@ -10,11 +10,11 @@ use clap::Args;
 use diffusion_core::{DdpmConfig, NoiseRng, SamplerConfig, noised_start, sample_loop};
 use diffusion_train::LoadedRun;
 
-use super::sample::conditioning;
 use crate::args::{DataFlags, RunFlags, SamplerFlags};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{grid, save_png, to_images};
 use crate::real_images::{dataset_images, mse_psnr};
+use diffusion_train::quality::conditioning;
 
 /// Denoise partly noised real images with a trained run.
 #[derive(Debug, Args)]

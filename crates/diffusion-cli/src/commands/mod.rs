@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod denoise;
+pub mod eval;
 pub mod forward;
 pub mod info;
 pub mod plot;

@@ -6,10 +6,17 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use diffusion_train::RunDir;
 use diffusion_train::metrics::read_metrics;
+use diffusion_train::quality::Scores;
 
-use crate::plot::{LinePlot, Series, write_line_plot};
+use crate::plot::{LinePlot, Series, write_line_plot, write_line_plots};
 
-/// Plot the training loss of runs from their metrics.jsonl.
+/// The quality metrics `plot` draws: distances, where lower is better (accuracy is a fraction
+/// on another scale and stays in metrics.jsonl).
+const QUALITY: [(&str, fn(&Scores) -> Option<f64>); 2] =
+    [("FD-classifier", |s| s.fd_classifier), ("FID", |s| s.fid)];
+
+/// Plot the training loss of runs from their metrics.jsonl, and next to it the sample quality
+/// measured during training (`train --eval-every`) where there is any.
 #[derive(Debug, Args)]
 pub struct PlotArgs {
     /// Run directories (each with a metrics.jsonl).
@@ -28,6 +35,8 @@ pub struct PlotArgs {
 
 pub fn run(args: PlotArgs) -> Result<()> {
     let mut series = Vec::with_capacity(args.runs.len());
+    let mut quality: Vec<Series> = Vec::new();
+    let mut quality_n = Vec::new();
     for run in &args.runs {
         let path = RunDir::new(run).metrics_file();
         if !path.is_file() {
@@ -43,6 +52,19 @@ pub fn run(args: PlotArgs) -> Result<()> {
             || run.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        for (metric, get) in QUALITY {
+            let measured: Vec<(f64, f64)> = records
+                .iter()
+                .filter_map(|r| Some((r.step as f64, get(r.eval.as_ref()?)?)))
+                .collect();
+            if !measured.is_empty() {
+                quality.push(Series {
+                    name: format!("{name}: {metric}"),
+                    points: measured,
+                });
+            }
+        }
+        quality_n.extend(records.iter().filter_map(|r| r.eval.as_ref().map(|e| e.n)));
         series.push(Series {
             name,
             points: moving_average(&points, args.smooth.max(1)),
@@ -56,7 +78,22 @@ pub fn run(args: PlotArgs) -> Result<()> {
         series,
     };
     crate::images::ensure_parent(&args.out)?;
-    write_line_plot(&args.out, &plot)?;
+    if quality.is_empty() {
+        write_line_plot(&args.out, &plot)?;
+    } else {
+        quality_n.sort_unstable();
+        quality_n.dedup();
+        let counts: Vec<String> = quality_n.iter().map(usize::to_string).collect();
+        let title = format!("sample quality (n = {})", counts.join(", "));
+        let quality = LinePlot {
+            title: &title,
+            x_label: "optimizer step",
+            y_label: "distance (lower is better)",
+            log_y: !args.linear,
+            series: quality,
+        };
+        write_line_plots(&args.out, &[plot, quality])?;
+    }
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
 use clap::Args;
-use diffusion_core::{Conditioning, GuidanceConfig, NoiseRng, SamplerConfig, sample_loop};
+use diffusion_core::{NoiseRng, SamplerConfig, sample_loop};
+use diffusion_train::quality::conditioning;
 use diffusion_train::{LoadedRun, RunDir, TrainConfig};
 use image::DynamicImage;
 
@@ -79,30 +79,6 @@ pub fn labels_for(
         ),
         (Some(_), Some(c)) => Ok(Some(vec![c; n])),
         (Some(k), None) => Ok(Some((0..n).map(|i| i % k).collect())),
-    }
-}
-
-/// The conditioning of a batch: labels, with classifier-free guidance unless `scale` is 1.
-pub fn conditioning<B: Backend>(
-    labels: Option<&[usize]>,
-    num_classes: Option<usize>,
-    scale: f64,
-    device: &B::Device,
-) -> Conditioning<B> {
-    match (labels, num_classes) {
-        (Some(labels), Some(k)) => {
-            let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-            let labels = Tensor::<B, 1, Int>::from_data(ids.as_slice(), device);
-            if scale == 1.0 {
-                Conditioning::Labels(labels)
-            } else {
-                Conditioning::Guided {
-                    labels,
-                    guidance: GuidanceConfig::new(k).with_scale(scale),
-                }
-            }
-        }
-        _ => Conditioning::Unconditional,
     }
 }
 

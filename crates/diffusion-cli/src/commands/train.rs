@@ -10,11 +10,13 @@ use clap::Args;
 use diffusion_core::PredictionType;
 use diffusion_nets::UNetVariant;
 use diffusion_train::data::DatasetSource;
-use diffusion_train::{RunDir, TrainConfig, TrainError, Trainer};
+use diffusion_train::data::{ImageShape, Split};
+use diffusion_train::quality::{EvalSpec, Evaluator, MetricSet};
+use diffusion_train::{RunDir, TrainConfig, TrainError, Trainer, TrainingEval};
 
 use crate::args::{DataFlags, ScheduleFlags, config_name};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
-use crate::progress::TrainProgress;
+use crate::progress::{PhaseProgress, TrainProgress};
 
 /// Train a diffusion model. With no flags: the `mnist` preset on the bundled MNIST sample, CPU.
 ///
@@ -83,6 +85,18 @@ pub struct TrainArgs {
     /// Write a preview grid (EMA weights) every N steps.
     #[arg(long, value_name = "N")]
     pub sample_every: Option<usize>,
+    /// Measure sample quality every N optimizer steps and at the last one (off by default):
+    /// FD-classifier, and conditional accuracy for class-conditional runs (28x28 grayscale
+    /// datasets), FID, KID and precision/recall once Inception's weights are fetched, of
+    /// --eval-num images drawn from the EMA weights with the preview sampler, always from the
+    /// same noise. Logged to metrics.jsonl and drawn by `plot`. The first use on a dataset
+    /// trains its classifier (a minute or two) and caches it under the data directory.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Images per measurement of --eval-every; FID-type metrics are biased by n, so compare
+    /// only curves measured with the same number.
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub eval_num: usize,
 }
 
 fn default_preset(dataset: Option<&DatasetSource>) -> &'static str {
@@ -168,16 +182,44 @@ struct TrainTask {
     run_dir: PathBuf,
     resume: bool,
     stop: Arc<AtomicBool>,
+    /// `--eval-every` and `--eval-num`.
+    eval: Option<(usize, usize)>,
 }
 
 impl BackendTask for TrainTask {
     type Output = ();
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let eval = match self.eval {
+            Some((every, num)) => {
+                let spec = EvalSpec {
+                    data: self.config.data.clone(),
+                    reference: Split::Test,
+                    metrics: MetricSet::Auto,
+                    reference_limit: num.max(10_000),
+                    batch_size: 64,
+                    image_shape: Some(ImageShape {
+                        channels: self.config.model.in_channels,
+                        height: self.config.model.image_size,
+                        width: self.config.model.image_size,
+                    }),
+                };
+                let evaluator = Evaluator::prepare::<B>(spec, &device, &mut PhaseProgress::new())
+                    .context("preparing --eval-every")?;
+                Some(TrainingEval {
+                    every,
+                    num,
+                    evaluator,
+                })
+            }
+            None => None,
+        };
         let mut progress = TrainProgress::new(self.resume.then_some(self.run_dir.as_path()));
-        let result = Trainer::<B>::new(self.config, &self.run_dir, device)
-            .resume(self.resume)
-            .run(&self.stop, &mut progress);
+        let mut trainer = Trainer::<B>::new(self.config, &self.run_dir, device).resume(self.resume);
+        if let Some(eval) = eval {
+            trainer = trainer.with_eval(eval);
+        }
+        let result = trainer.run(&self.stop, &mut progress);
         progress.finish();
         let summary = result.map_err(|err| explain(err, &self.run_dir))?;
         let checkpoint = summary
@@ -237,6 +279,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
 
+    let eval = match args.eval_every {
+        Some(0) => bail!("--eval-every must be at least 1 (leave it out to measure nothing)"),
+        Some(_) if args.eval_num < 2 => bail!("--eval-num must be at least 2"),
+        Some(every) => Some((every, args.eval_num)),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     crate::stop::install(stop.clone())?;
 
@@ -252,6 +300,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             run_dir,
             resume: args.resume,
             stop,
+            eval,
         },
     )
 }

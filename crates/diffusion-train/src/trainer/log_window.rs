@@ -44,6 +44,7 @@ impl LogWindow {
             images_per_sec: self.images as f64 / self.seconds.max(1e-9),
             wall_time_s: state.wall_time_s,
             skipped_nonfinite: state.skipped_nonfinite,
+            eval: None,
         };
         *self = Self::default();
         record

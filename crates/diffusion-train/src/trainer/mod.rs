@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use diffusion_core::NoiseSchedule;
+use diffusion_nets::UNet;
 
 pub use preview::write_preview;
 pub use step::StepOutcome;
@@ -25,8 +27,9 @@ use crate::data::{DataOrder, ImageDataset};
 use crate::metrics::MetricsLog;
 use crate::objective::DiffusionObjective;
 use crate::observer::{StepProgress, TrainEvent, TrainObserver};
+use crate::quality::{Evaluator, SampleSpec, Scores, class_labels, sample_in_batches};
 use crate::run_dir::RunDir;
-use crate::seeds::init_seed;
+use crate::seeds::{eval_seed, init_seed};
 use crate::{TrainConfig, TrainError};
 use log_window::LogWindow;
 use step::{StepData, optimizer_step};
@@ -72,6 +75,20 @@ pub struct Trainer<B: AutodiffBackend> {
     device: B::Device,
     resume: bool,
     dataset: Option<ImageDataset>,
+    eval: Option<TrainingEval<B::InnerBackend>>,
+}
+
+/// Sample quality measured during training: every `every` steps (and at the last), `num`
+/// images drawn with the preview sampler from the EMA weights, from the same noise each time,
+/// scored by a prepared [`Evaluator`] and logged to `metrics.jsonl`.
+#[derive(Debug)]
+pub struct TrainingEval<B: Backend> {
+    /// Optimizer steps between measurements; at least 1.
+    pub every: usize,
+    /// Images per measurement; at least 2.
+    pub num: usize,
+    /// The feature networks and reference features.
+    pub evaluator: Evaluator<B>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -83,6 +100,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             device,
             resume: false,
             dataset: None,
+            eval: None,
         }
     }
 
@@ -102,6 +120,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         self
     }
 
+    /// Measure sample quality during training (see [`TrainingEval`]).
+    pub fn with_eval(mut self, eval: TrainingEval<B::InnerBackend>) -> Self {
+        self.eval = Some(eval);
+        self
+    }
+
     /// Trains until `max_steps` (or the converted `epochs`) optimizer steps are done, or until
     /// `stop` is set, in which case a checkpoint is saved and the call returns cleanly.
     pub fn run(
@@ -115,8 +139,17 @@ impl<B: AutodiffBackend> Trainer<B> {
             device,
             resume,
             dataset,
+            eval,
         } = self;
         config.validate()?;
+        if let Some(eval) = &eval
+            && (eval.every == 0 || eval.num < 2)
+        {
+            return Err(TrainError::invalid(
+                "eval_every",
+                "needs at least 1 step between measurements and at least 2 images each",
+            ));
+        }
         let layout = RunDir::new(&run_dir);
         let _lock = layout.lock()?;
         let dataset = match dataset {
@@ -264,8 +297,20 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
 
             let last = state.step == total_steps;
-            if state.step % config.log_every == 0 || last {
-                let record = window.take(&state, outcome.ema_decay);
+            let scores = match &eval {
+                Some(eval) if state.step % eval.every == 0 || last => {
+                    let scores = measure(eval, &ema, &config, &schedule, &device)?;
+                    observer.on_event(&TrainEvent::Evaluated {
+                        step: state.step,
+                        scores: scores.clone(),
+                    });
+                    Some(scores)
+                }
+                _ => None,
+            };
+            if state.step % config.log_every == 0 || last || scores.is_some() {
+                let mut record = window.take(&state, outcome.ema_decay);
+                record.eval = scores;
                 tracing::info!(
                     step = record.step,
                     loss = record.loss,
@@ -313,6 +358,36 @@ impl<B: AutodiffBackend> Trainer<B> {
             last_checkpoint,
         })
     }
+}
+
+/// Samples `eval.num` images from the EMA weights with the preview sampler, from the run's
+/// fixed evaluation noise, and scores them.
+fn measure<B: Backend>(
+    eval: &TrainingEval<B>,
+    ema: &UNet<B>,
+    config: &TrainConfig,
+    schedule: &NoiseSchedule,
+    device: &B::Device,
+) -> Result<Scores, TrainError> {
+    let spec = SampleSpec {
+        sampler: config.preview.sampler(),
+        num: eval.num,
+        batch_size: config.batch_size.clamp(1, 256),
+        seed: eval_seed(config.seed),
+        guidance: 1.0,
+    };
+    let labels = class_labels(config.model.num_classes, eval.num);
+    let mut features = eval.evaluator.collector();
+    sample_in_batches(
+        ema,
+        config,
+        schedule,
+        &spec,
+        labels.as_deref(),
+        device,
+        &mut |images, labels| eval.evaluator.observe(&mut features, images, labels),
+    )?;
+    eval.evaluator.score(&features)
 }
 
 /// The data must have the network's channels and size, and no more classes than it has.
