@@ -8,7 +8,8 @@
 #    checks that Cargo.lock then changes only in burn-flex coming from crates.io.
 # 2. There: `cargo test` of diffusion-core, diffusion-nets and diffusion-train; `cargo check`
 #    of diffusion-nets and diffusion-train without default features (the GPU-only build), and
-#    that their dependency tree then holds no burn-flex, rayon or pulp.
+#    that their dependency trees then hold no burn-flex (and diffusion-nets' no rayon or pulp
+#    either; diffusion-train gets those through faer, diffusion-eval's linear algebra).
 # 3. examples/as-dependency (in the copy: no patch applies to it either), its Cargo.lock
 #    seeded from the root one so that it resolves to the same versions: trains two steps and
 #    samples.
@@ -63,8 +64,11 @@ cargo test -p diffusion-core -p diffusion-nets -p diffusion-train
 
 say "cargo check -p diffusion-nets -p diffusion-train --no-default-features"
 cargo check -p diffusion-nets -p diffusion-train --no-default-features
-gpu_only=$(cargo tree -p diffusion-nets -p diffusion-train --no-default-features \
-    -e normal,build --prefix none | grep -E '^(burn-flex|rayon|pulp) ' || true)
+# diffusion-nets compiles none of them; diffusion-train no burn-flex (rayon and pulp reach it
+# through diffusion-eval's linear algebra, faer, which needs them on every backend).
+gpu_only=$( (cargo tree -p diffusion-nets --no-default-features -e normal,build --prefix none \
+    | grep -E '^(burn-flex|rayon|pulp) '; cargo tree -p diffusion-train --no-default-features \
+    -e normal,build --prefix none | grep -E '^burn-flex ') || true)
 if [ -n "$gpu_only" ]; then
     echo "stock-deps: without default features these are still compiled:" >&2
     sort -u <<<"$gpu_only" >&2
