@@ -29,6 +29,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::{EvalError, FeatureExtractor};
 
@@ -94,7 +96,7 @@ impl ClassifierConfig {
     /// weights on every backend, and no dependence on the backend's global RNG (which other
     /// threads may draw from).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Classifier<B> {
-        let mut rng = SplitMix64::new(mix(self.seed ^ INIT_STREAM));
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ INIT_STREAM);
         let [c1, c2, c3] = CHANNELS;
         let flat = c3 * (CLASSIFIER_SIDE / 4) * (CLASSIFIER_SIDE / 4);
         Classifier {
@@ -212,7 +214,7 @@ fn resize_to_side<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 4> {
 fn conv3x3<B: Backend>(
     channels_in: usize,
     channels_out: usize,
-    rng: &mut SplitMix64,
+    rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> Conv2d<B> {
     let mut conv = Conv2dConfig::new([channels_in, channels_out], [3, 3])
@@ -228,7 +230,7 @@ fn conv3x3<B: Backend>(
 fn linear<B: Backend>(
     d_input: usize,
     d_output: usize,
-    rng: &mut SplitMix64,
+    rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> Linear<B> {
     let mut linear = LinearConfig::new(d_input, d_output)
@@ -243,58 +245,15 @@ fn linear<B: Backend>(
 fn uniform_param<B: Backend, const D: usize>(
     shape: [usize; D],
     fan_in: usize,
-    rng: &mut SplitMix64,
+    rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> Param<Tensor<B, D>> {
     let bound = 1.0 / (fan_in as f64).sqrt();
     let count = shape.iter().product();
     let values: Vec<f32> = (0..count)
-        .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+        .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
         .collect();
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
-}
-
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function: a bijection that scrambles every bit of `z`.
-fn finalize(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Turns nearby integers into unrelated 64-bit seeds (the first output of
-/// `SplitMix64::new(x)`).
-pub(crate) fn mix(x: u64) -> u64 {
-    finalize(x.wrapping_add(GOLDEN_GAMMA))
-}
-
-/// The SplitMix64 generator (Steele, Lea and Flood 2014): small, seedable, identical on every
-/// platform, and enough for weight init and shuffles; it keeps this crate free of an RNG
-/// dependency.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
-        finalize(self.0)
-    }
-
-    /// Uniform in `[0, 1)`, from the top 53 bits.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift; the bias, below `n / 2^64`, is
-    /// irrelevant for shuffles of a dataset.
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
 }
 
 #[cfg(test)]
@@ -349,12 +308,5 @@ mod tests {
             assert!(err.contains(field), "{field}: {err}");
         }
         ClassifierConfig::new(10).validate().unwrap();
-    }
-
-    #[test]
-    fn splitmix_draws_are_in_range() {
-        let mut rng = SplitMix64::new(7);
-        assert!((0..1000).all(|_| rng.below(10) < 10));
-        assert!((0..1000).all(|_| (0.0..1.0).contains(&rng.next_f64())));
     }
 }

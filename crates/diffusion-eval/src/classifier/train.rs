@@ -1,8 +1,8 @@
 //! Training a [`Classifier`] on images held in memory, and measuring its accuracy.
 //!
 //! Deterministic given the seed: the initial weights come from a host RNG
-//! ([`ClassifierConfig::init`]), the order of epoch `e` is a Fisher-Yates shuffle seeded by
-//! `(seed, e)`, the network has no dropout and Adam draws nothing. Two trainings on the same
+//! ([`ClassifierConfig::init`]), the order of epoch `e` is a shuffle from ChaCha stream `e`
+//! of the seed, the network has no dropout and Adam draws nothing. Two trainings on the same
 //! backend therefore give the same weights bit for bit, as far as the backend's kernels are
 //! deterministic (`tests/classifier.rs` checks it on Flex, on all its threads).
 
@@ -12,7 +12,11 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
-use super::{Classifier, ClassifierConfig, SplitMix64, mix};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Classifier, ClassifierConfig};
 use crate::EvalError;
 
 const ORDER_STREAM: u64 = 0x0dde_0f0d;
@@ -82,14 +86,12 @@ fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// The order of epoch `epoch`: a Fisher-Yates shuffle of `0..count` seeded by
-/// `(seed, epoch)`.
+/// The order of epoch `epoch`: a shuffle of `0..count` from ChaCha stream `epoch` of `seed`.
 fn epoch_order(count: usize, seed: u64, epoch: usize) -> Vec<i64> {
-    let mut rng = SplitMix64::new(mix(seed ^ ORDER_STREAM) ^ mix(epoch as u64));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ORDER_STREAM);
+    rng.set_stream(epoch as u64);
     let mut order: Vec<i64> = (0..count as i64).collect();
-    for i in (1..count).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
+    order.shuffle(&mut rng);
     order
 }
 
