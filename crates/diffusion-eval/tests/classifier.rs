@@ -175,7 +175,7 @@ fn a_cache_round_trip_is_exact_and_leaves_no_temporary_file() {
         tag.starts_with("bands-") && tag.len() == "bands-".len() + 8,
         "{tag}"
     );
-    assert_eq!(loaded.id(), format!("classifier-v1-{tag}"));
+    assert_eq!(loaded.id(), format!("classifier-v2-{tag}"));
     assert_eq!(model.clone().with_weights_tag(tag).id(), loaded.id());
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -204,9 +204,9 @@ fn a_cache_of_another_version_is_refused() {
     let (dir, _, _) = saved();
     let path = dir.path().join(INFO_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("classifier-v1", "classifier-v0")).unwrap();
+    std::fs::write(&path, text.replace("classifier-v2", "classifier-v1")).unwrap();
     let message = cache_error(dir.path());
-    assert!(message.contains("classifier-v0"), "{message}");
+    assert!(message.contains("classifier-v1"), "{message}");
 }
 
 #[test]

@@ -35,8 +35,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::{EvalError, FeatureExtractor};
 
 /// Version of the architecture, part of every [`FeatureExtractor::id`] and of the cache
-/// sidecar; bump it whenever the layers (or their initialization) change.
-pub const CLASSIFIER_ARCH: &str = "classifier-v1";
+/// sidecar; bump it whenever the layers, their initialization or [`train_classifier`]'s
+/// procedure change, so that a cache trained otherwise is refused (v1 drew the initialization
+/// and the data order from SplitMix64, v2 from ChaCha8).
+pub const CLASSIFIER_ARCH: &str = "classifier-v2";
 /// Side of the images the network is built for; other sizes are resized (bilinear).
 pub const CLASSIFIER_SIDE: usize = 28;
 /// Length of the penultimate feature vector.
@@ -177,7 +179,7 @@ impl<B: Backend> Classifier<B> {
 }
 
 impl<B: Backend> FeatureExtractor<B> for Classifier<B> {
-    /// `classifier-v1`, then the weights tag when there is one: `classifier-v1-mnist-1a2b3c4d`.
+    /// `classifier-v2`, then the weights tag when there is one: `classifier-v2-mnist-1a2b3c4d`.
     fn id(&self) -> String {
         if self.weights_tag.is_empty() {
             CLASSIFIER_ARCH.to_string()
@@ -274,10 +276,10 @@ mod tests {
         assert_eq!(model.features(padded).dims(), [2, 128]);
         assert_eq!(model.num_classes(), 10);
         assert!(model.accepts_channels(1) && !model.accepts_channels(3));
-        assert_eq!(model.id(), "classifier-v1");
+        assert_eq!(model.id(), "classifier-v2");
         assert_eq!(
             model.with_weights_tag("mnist-00ff").id(),
-            "classifier-v1-mnist-00ff"
+            "classifier-v2-mnist-00ff"
         );
     }
 

@@ -131,6 +131,20 @@ pub fn load_or_train_classifier<AB: AutodiffBackend>(
             }
             .into());
         }
+        // Other settings (epochs, seed, ...) give another classifier, whose scores would not
+        // compare with those of the one this version trains.
+        let expected = classifier_config(info.config.num_classes);
+        if info.config != expected {
+            return Err(diffusion_eval::EvalError::Cache {
+                path: dir.join(diffusion_eval::classifier::cache::INFO_FILE),
+                message: format!(
+                    "it was trained with other settings ({}), not this version's ({})",
+                    serde_json::to_string(&info.config).unwrap_or_default(),
+                    serde_json::to_string(&expected).unwrap_or_default()
+                ),
+            }
+            .into());
+        }
         return Ok(TrainedClassifier {
             model,
             test_accuracy: info.test_accuracy,
@@ -409,12 +423,29 @@ mod tests {
         assert!(!loaded.trained_now);
         assert_eq!(loaded.test_accuracy, trained.test_accuracy);
         assert_eq!(loaded.model.id(), trained.model.id());
-        assert!(loaded.model.id().starts_with("classifier-v1-folder-bands-"));
+        assert!(loaded.model.id().starts_with("classifier-v2-folder-bands-"));
         let images = Tensor::<TestBackend, 4>::ones([2, 1, 28, 28], &Default::default());
         assert_eq!(
             loaded.model.features(images.clone()).into_data(),
             trained.model.features(images).into_data()
         );
+
+        // A cache trained with other settings (here: more epochs) is refused, then restored.
+        let info = trained
+            .path
+            .join(diffusion_eval::classifier::cache::INFO_FILE);
+        let sidecar = std::fs::read_to_string(&info).unwrap();
+        let epochs = format!("\"epochs\": {total}");
+        assert!(sidecar.contains(&epochs), "{sidecar}");
+        std::fs::write(&info, sidecar.replace(&epochs, "\"epochs\": 99")).unwrap();
+        let message = load_or_train(&data, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("other settings") && message.contains("delete"),
+            "{message}"
+        );
+        std::fs::write(&info, &sidecar).unwrap();
 
         let record = trained
             .path
