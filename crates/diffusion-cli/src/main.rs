@@ -54,8 +54,8 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Noise real images to t, denoise them from there, and compare (MSE, PSNR).
     Denoise(commands::denoise::DenoiseArgs),
-    /// Measure sample quality: FD-classifier, accuracy, FID, KID, precision/recall, and the
-    /// floor real images reach.
+    /// Measure sample quality: FD-classifier, accuracy, FID, KID, precision/recall, Inception
+    /// Score, and the floor real images reach.
     Eval(commands::eval::EvalArgs),
     /// Plot the loss curves of one or several runs.
     Plot(commands::plot::PlotArgs),

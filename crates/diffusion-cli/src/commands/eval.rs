@@ -19,8 +19,8 @@ use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::progress::PhaseProgress;
 
 /// Measure sample quality: FD-classifier and conditional accuracy (28x28 grayscale datasets),
-/// FID, KID and precision/recall (Inception, once fetched), next to the floor that real images
-/// reach at the same n.
+/// FID, KID, precision/recall and Inception Score (Inception, once fetched), next to the floor
+/// that real images reach at the same n.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run directory to sample from (EMA weights unless --no-ema); or give --images.
@@ -303,7 +303,7 @@ fn print_report(report: &QualityReport, seconds: f64) {
             |f| format!("floor (real, n = {})", f.n)
         )
     );
-    let rows: [(&str, fn(&Scores) -> Option<f64>); 7] = [
+    let rows: [(&str, fn(&Scores) -> Option<f64>); 9] = [
         ("FD-classifier", |s| s.fd_classifier),
         ("accuracy", |s| s.accuracy),
         ("FID", |s| s.fid),
@@ -311,6 +311,8 @@ fn print_report(report: &QualityReport, seconds: f64) {
         ("KID std", |s| s.kid_std),
         ("precision", |s| s.precision),
         ("recall", |s| s.recall),
+        ("IS", |s| s.inception_score),
+        ("IS std", |s| s.inception_score_std),
     ];
     let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     for (name, get) in rows {

@@ -87,9 +87,9 @@ pub struct TrainArgs {
     pub sample_every: Option<usize>,
     /// Measure sample quality every N optimizer steps and at the last one (off by default):
     /// FD-classifier, and conditional accuracy for class-conditional runs (28x28 grayscale
-    /// datasets), FID, KID and precision/recall once Inception's weights are fetched, of
-    /// --eval-num images drawn from the EMA weights with the preview sampler, always from the
-    /// same noise. Logged to metrics.jsonl and drawn by `plot`. The first use on a dataset
+    /// datasets), FID, KID, precision/recall and Inception Score once Inception's weights are
+    /// fetched, of --eval-num images drawn from the EMA weights with the preview sampler, always
+    /// from the same noise. Logged to metrics.jsonl and drawn by `plot`. The first use on a dataset
     /// trains its classifier (a minute or two) and caches it under the data directory.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,

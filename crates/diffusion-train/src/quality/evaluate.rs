@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use diffusion_eval::inception::{FidInception, weights_path};
-use diffusion_eval::metrics::{KidConfig, frechet_distance, kid, precision_recall};
+use burn::tensor::{Tensor, TensorData};
+use diffusion_eval::inception::{FidInception, NUM_CLASSES, weights_path};
+use diffusion_eval::metrics::{
+    KidConfig, frechet_distance, inception_score, kid, precision_recall,
+};
 use diffusion_eval::stats::FeatureStats;
 use diffusion_eval::{EvalError, FeatureExtractor, Features};
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,9 @@ use super::classifier::{ClassifierProgress, TrainedClassifier, load_or_train_cla
 use super::reference::{RealImages, RealSplits, real_features, real_splits};
 use crate::TrainError;
 use crate::data::{DataConfig, DatasetSource, ImageShape, Split};
+
+/// Splits of the Inception Score (torch-fidelity's and the original code's 10).
+const IS_SPLITS: usize = 10;
 
 /// Which feature networks to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -28,7 +33,8 @@ pub enum MetricSet {
     /// The classifier only (FD-classifier, conditional accuracy); an error where it does not
     /// apply.
     Classifier,
-    /// Inception only (FID, KID, precision/recall); an error without its weights.
+    /// Inception only (FID, KID, precision/recall, Inception Score); an error without its
+    /// weights.
     Inception,
     /// Both; an error when either is missing.
     All,
@@ -87,6 +93,11 @@ pub struct Scores {
     pub precision: Option<f64>,
     /// Recall (same).
     pub recall: Option<f64>,
+    /// Inception Score: mean over splits of `exp(E KL(p(y|x) || p(y)))`, Inception's unbiased
+    /// logits as torch-fidelity computes it.
+    pub inception_score: Option<f64>,
+    /// Its standard deviation over the splits.
+    pub inception_score_std: Option<f64>,
 }
 
 /// A feature network in use, for reports.
@@ -133,6 +144,7 @@ pub struct Evaluator<B: Backend> {
     reference: SampleFeatures,
     classifier_stats: Option<FeatureStats>,
     inception_stats: Option<FeatureStats>,
+    device: B::Device,
     notes: Vec<String>,
 }
 
@@ -143,6 +155,26 @@ impl<B: Backend> std::fmt::Debug for Evaluator<B> {
             .field("reference_n", &self.reference.n)
             .finish_non_exhaustive()
     }
+}
+
+/// Inception's logits without `fc`'s bias, from pool3 features: a linear map of them, so cached
+/// features serve the Inception Score too. A block of rows at a time.
+fn unbiased_logits<B: Backend>(
+    net: &FidInception<B>,
+    pool3: &Features,
+    device: &B::Device,
+) -> Result<Features, TrainError> {
+    const ROWS: usize = 1000;
+    let dim = pool3.dim();
+    let mut logits = Features::new(NUM_CLASSES);
+    for block in pool3.as_slice().chunks(ROWS * dim) {
+        let rows = Tensor::<B, 2>::from_data(
+            TensorData::new(block.to_vec(), [block.len() / dim, dim]),
+            device,
+        );
+        logits.push_tensor(net.logits_unbiased(rows))?;
+    }
+    Ok(logits)
 }
 
 /// Whether the classifier applies to `data`: MNIST-like 28x28 grayscale digits and clothes.
@@ -222,7 +254,7 @@ impl<B: Backend> Evaluator<B> {
             Some((FidInception::load(&weights, device)?, weights.clone()))
         } else {
             notes.push(format!(
-                "FID, KID and precision/recall skipped: no Inception weights at {} (fetch them \
+                "FID, KID, precision/recall and IS skipped: no Inception weights at {} (fetch them \
                  with `cargo xtask fetch-data --dataset inception-fid`)",
                 weights.display()
             ));
@@ -248,6 +280,7 @@ impl<B: Backend> Evaluator<B> {
             reference: SampleFeatures::default(),
             classifier_stats: None,
             inception_stats: None,
+            device: device.clone(),
             notes,
         };
         evaluator.reference =
@@ -365,7 +398,17 @@ impl<B: Backend> Evaluator<B> {
             kid_std: None,
             precision: None,
             recall: None,
+            inception_score: None,
+            inception_score_std: None,
         };
+        if let (Some((net, _)), Some(pool3)) = (&self.inception, &samples.inception) {
+            let (mean, std) = inception_score(
+                &unbiased_logits(net, pool3, &self.device)?,
+                IS_SPLITS.min(pool3.len()),
+            )?;
+            scores.inception_score = Some(mean);
+            scores.inception_score_std = Some(std);
+        }
         if let (Some(fake), Some(real)) = (&samples.inception, &self.reference.inception) {
             let subset_size = 1000.min(fake.len()).min(real.len());
             let k = kid(
@@ -493,4 +536,46 @@ fn check_shape(shape: ImageShape, want: ImageShape, dataset: &str) -> Result<(),
         shape.width, shape.height, shape.channels, want.width, want.height, want.channels
     ))
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use diffusion_eval::inception::FEATURE_DIM;
+
+    use super::*;
+    use crate::tests::TestBackend;
+
+    /// The block-wise logits equal `logits_unbiased` of all rows at once (1,001 rows: one block
+    /// and a partial one), and give the Inception Score of those logits.
+    #[test]
+    fn inception_score_comes_from_block_wise_unbiased_logits() {
+        let device = Default::default();
+        // A small closed-form weight pattern, so that the logits differ from class to class.
+        let net =
+            FidInception::<TestBackend>::from_fn(|_, _, i| ((i % 7) as f32 - 3.0) * 0.01, &device);
+        let n = 1001;
+        let data: Vec<f32> = (0..n * FEATURE_DIM)
+            .map(|k| ((k * 37 % 101) as f32) / 101.0)
+            .collect();
+        let pool3 = Features::from_rows(FEATURE_DIM, data.clone()).unwrap();
+        let logits = unbiased_logits(&net, &pool3, &device).unwrap();
+        let whole = net
+            .logits_unbiased(Tensor::<TestBackend, 2>::from_data(
+                TensorData::new(data, [n, FEATURE_DIM]),
+                &device,
+            ))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!((logits.len(), logits.dim()), (n, NUM_CLASSES));
+        let worst = logits
+            .as_slice()
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "block-wise logits differ by {worst}");
+        let (score, _) = inception_score(&logits, IS_SPLITS).unwrap();
+        assert!(score > 1.0 && score.is_finite(), "IS {score}");
+    }
 }
