@@ -273,8 +273,8 @@ fn print_report(report: &QualityReport, seconds: f64) {
     let floor = report.floor.as_ref();
     let _ = writeln!(
         out,
-        "{} images scored against {} ({}: {} images)",
-        report.scores.n, report.dataset, report.reference, report.reference_n
+        "{} images scored against {}: {} images of {}",
+        report.scores.n, report.dataset, report.reference_n, report.reference
     );
     if let Some(classifier) = &report.classifier {
         let _ = writeln!(
@@ -324,8 +324,8 @@ fn print_report(report: &QualityReport, seconds: f64) {
             cell(floor.and_then(get))
         );
     }
-    if let Some(images) = &report.floor_images {
-        let _ = writeln!(out, "floor: {images} of {}", report.dataset);
+    if let (Some(images), Some(floor)) = (&report.floor_images, floor) {
+        let _ = writeln!(out, "floor: {} real images of {images}", floor.n);
     }
     for note in &report.notes {
         let _ = writeln!(out, "note: {note}");

@@ -27,7 +27,8 @@ use crate::data::{DataConfig, DatasetSource, ImageBatcher, ImageDataset, ImageSh
 pub struct RealImages {
     dataset: Arc<ImageDataset>,
     range: Range<usize>,
-    /// What they are, for reports: e.g. `test split` or `second half (no test split)`.
+    /// Where they come from, for reports: e.g. `the test split` or `the second half of the
+    /// train split (the dataset has no test split)`; the count is the report's.
     pub description: String,
     /// Their part in cache keys: `test`, `train`, `half-2`, ...
     part: String,
@@ -125,7 +126,7 @@ pub fn real_splits(
         let whole = |split: Split, dataset: Arc<ImageDataset>| RealImages {
             range: 0..dataset.len(),
             dataset,
-            description: format!("{} split", name(split)),
+            description: format!("the {} split", name(split)),
             part: name(split).to_string(),
         };
         (
@@ -148,8 +149,7 @@ pub fn real_splits(
             };
             RealImages {
                 description: format!(
-                    "{which} half, {} images (the dataset has no test split)",
-                    range.len()
+                    "the {which} half of the train split (the dataset has no test split)"
                 ),
                 part: format!("{which}-half"),
                 range,
