@@ -29,9 +29,9 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn for_cases(name: &str, mut property: impl FnMut(&mut ChaCha8Rng)) {
     let cases = env_number("FUZZ_CASES", 256);
     let seed = env_number("FUZZ_SEED", 0);
-    let salt = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     for case in 0..cases {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ salt);
         rng.set_stream(case);
@@ -77,9 +77,9 @@ struct Mutation {
 impl Mutation {
     fn random(rng: &mut ChaCha8Rng, max_tail: usize) -> Self {
         let edits = (0..rng.random_range(0..4))
-            .map(|_| (rng.random(), rng.random()))
+            .map(|_| (rng.random::<u64>() as usize, rng.random()))
             .collect();
-        let cut = rng.random_bool(0.5).then(|| rng.random());
+        let cut = rng.random_bool(0.5).then(|| rng.random::<u64>() as usize);
         Self {
             edits,
             cut,
@@ -184,7 +184,10 @@ fn cifar_arbitrary_and_mutated_bytes_never_panic() {
         match parse_cifar_batch(&bytes, Path::new("fuzz.bin"), &mut out) {
             Ok(()) => {
                 assert_eq!(out.labels.len() * CIFAR_RECORD_BYTES, bytes.len());
-                assert_eq!(out.pixels.len(), out.labels.len() * (CIFAR_RECORD_BYTES - 1));
+                assert_eq!(
+                    out.pixels.len(),
+                    out.labels.len() * (CIFAR_RECORD_BYTES - 1)
+                );
                 assert!(out.labels.iter().all(|&l| l < 10));
             }
             Err(_) => assert!(out.labels.is_empty() && out.pixels.is_empty()),
