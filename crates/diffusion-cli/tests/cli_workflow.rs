@@ -311,6 +311,99 @@ fn user_mistakes_give_one_clear_line() {
     );
 }
 
+/// Every training setting that has a flag lands in the run's config.json; bad values and the
+/// eps + zero-terminal-SNR combination are one clear line, with no run directory left behind.
+#[test]
+fn training_flags_reach_the_run_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let run = dir.path().join("run");
+    let flags = [
+        "--max-steps",
+        "2",
+        "--weight-decay",
+        "0.05",
+        "--warmup-steps",
+        "7",
+        "--lr-decay",
+        "cosine",
+        "--ema-decay",
+        "0.99",
+        "--grad-clip",
+        "0.5",
+        "--loss-weighting",
+        "min-snr:5",
+        "--p-uncond",
+        "0.2",
+        "--grad-accum",
+        "2",
+        "--keep-checkpoints",
+        "3",
+        "--zero-terminal-snr",
+        "--prediction",
+        "v",
+    ];
+    let out = train(&config, &run, &flags);
+    assert_success(&out);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let f = |pointer: &str| saved.pointer(pointer).cloned().unwrap_or_default();
+    let weight_decay = f("/optimizer/weight_decay").as_f64().unwrap();
+    assert!((weight_decay - 0.05).abs() < 1e-7, "{weight_decay}");
+    assert_eq!(f("/lr_schedule/warmup_steps"), 7);
+    assert_eq!(f("/lr_schedule/decay"), "cosine");
+    assert_eq!(f("/ema/decay").as_f64(), Some(0.99));
+    assert_eq!(f("/optimizer/grad_clip_norm").as_f64(), Some(0.5));
+    assert_eq!(f("/loss_weighting/min-snr/gamma").as_f64(), Some(5.0));
+    assert_eq!(f("/p_uncond").as_f64(), Some(0.2));
+    assert_eq!(f("/grad_accum_steps"), 2);
+    assert_eq!(f("/keep_last_checkpoints"), 3);
+    assert_eq!(f("/schedule/rescale_zero_terminal_snr"), true);
+    assert_eq!(f("/prediction_type"), "v");
+
+    // `off` turns clipping off; `uniform` is the other weighting.
+    let run = dir.path().join("run-off");
+    let out = train(
+        &config,
+        &run,
+        &[
+            "--max-steps",
+            "1",
+            "--grad-clip",
+            "off",
+            "--loss-weighting",
+            "uniform",
+        ],
+    );
+    assert_success(&out);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert!(saved["optimizer"]["grad_clip_norm"].is_null(), "{saved}");
+    assert_eq!(saved["loss_weighting"], "uniform");
+
+    let cases: [(&[&str], &str); 7] = [
+        (&["--zero-terminal-snr"], "--prediction v"),
+        (&["--grad-clip", "0"], "norm > 0"),
+        (&["--loss-weighting", "min-snr:-1"], "gamma"),
+        (&["--loss-weighting", "snr"], "min-snr:GAMMA"),
+        (&["--ema-decay", "1.5"], "ema.decay"),
+        (&["--grad-accum", "0"], "grad_accum_steps"),
+        (&["--unconditional", "--p-uncond", "0.1"], "p_uncond"),
+    ];
+    for (extra, needle) in cases {
+        let run = dir.path().join("refused");
+        let out = train(&config, &run, extra);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(needle),
+            "{extra:?}: `{needle}` not in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!run.exists(), "{extra:?} left {}", run.display());
+    }
+}
+
 #[test]
 fn every_flag_has_help_text() {
     for command in [

@@ -211,6 +211,16 @@ impl TrainConfig {
             (_, Some(0)) => return Err(TrainError::invalid("epochs", "must be >= 1, got 0")),
             _ => {}
         }
+        if self.schedule.rescale_zero_terminal_snr
+            && self.prediction_type == PredictionType::Epsilon
+        {
+            return Err(TrainError::invalid(
+                "prediction_type",
+                "eps cannot be trained with a zero terminal SNR schedule: at the last step the \
+                 image is pure noise, so x0 cannot be recovered from the predicted noise; predict \
+                 v or x0 instead (`--prediction v`)",
+            ));
+        }
         if !(0.0..1.0).contains(&self.p_uncond) {
             return Err(TrainError::invalid(
                 "p_uncond",

@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
-use diffusion_core::PredictionType;
+use diffusion_core::{LossWeighting, PredictionType};
 use diffusion_nets::UNetVariant;
 use diffusion_train::data::DatasetSource;
 use diffusion_train::data::{ImageShape, Split};
 use diffusion_train::quality::{EvalSpec, Evaluator, MetricSet};
-use diffusion_train::{RunDir, TrainConfig, TrainError, Trainer, TrainingEval};
+use diffusion_train::{LrDecay, RunDir, TrainConfig, TrainError, Trainer, TrainingEval};
 
 use crate::args::{DataFlags, ScheduleFlags, config_name};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
@@ -62,6 +62,37 @@ pub struct TrainArgs {
     /// Peak learning rate (AdamW).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// AdamW's decoupled weight decay, per unit of learning rate; 0 gives Adam.
+    #[arg(long, value_name = "W")]
+    pub weight_decay: Option<f32>,
+    /// Steps of linear learning-rate warm-up up to --lr.
+    #[arg(long, value_name = "N")]
+    pub warmup_steps: Option<usize>,
+    /// The learning rate after the warm-up: constant, or cosine (half-cosine down to the
+    /// config's `min_lr_ratio` times the peak at the last step).
+    #[arg(long, value_parser = config_name::<LrDecay>, value_name = "NAME")]
+    pub lr_decay: Option<LrDecay>,
+    /// Upper bound of the EMA decay, in [0, 1] (the EMA weights are what `sample` uses).
+    #[arg(long, value_name = "D")]
+    pub ema_decay: Option<f64>,
+    /// Clip the global gradient norm at this value (> 0), or `off` to log it only.
+    #[arg(long, value_parser = grad_clip, value_name = "NORM|off")]
+    pub grad_clip: Option<GradClip>,
+    /// Weight of each timestep's loss: uniform, or min-snr:GAMMA (Hang et al. 2023; the paper
+    /// recommends min-snr:5), expressed in the space of the prediction type.
+    #[arg(long, value_parser = loss_weighting, value_name = "uniform|min-snr:GAMMA")]
+    pub loss_weighting: Option<LossWeighting>,
+    /// Label dropout of a class-conditional run, in [0, 1): the fraction of images trained
+    /// without their label, which classifier-free guidance needs.
+    #[arg(long, value_name = "P")]
+    pub p_uncond: Option<f64>,
+    /// Micro-batches of --batch-size whose gradients are summed into one optimizer step
+    /// (1 to 1024): the effective batch is their product.
+    #[arg(long, value_name = "K")]
+    pub grad_accum: Option<usize>,
+    /// Keep this many newest checkpoints (1 to 10000); older ones are deleted.
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<usize>,
     /// Seed of every random choice (weights, noise, timesteps, data order).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -167,6 +198,33 @@ fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
         config.model.num_classes = None;
         config.p_uncond = 0.0;
     }
+    if let Some(p) = args.p_uncond {
+        config.p_uncond = p;
+    }
+    if let Some(w) = args.weight_decay {
+        config.optimizer.weight_decay = w;
+    }
+    if let Some(n) = args.warmup_steps {
+        config.lr_schedule.warmup_steps = n;
+    }
+    if let Some(decay) = args.lr_decay {
+        config.lr_schedule.decay = decay;
+    }
+    if let Some(d) = args.ema_decay {
+        config.ema.decay = d;
+    }
+    if let Some(GradClip(norm)) = args.grad_clip {
+        config.optimizer.grad_clip_norm = norm;
+    }
+    if let Some(weighting) = args.loss_weighting {
+        config.loss_weighting = weighting;
+    }
+    if let Some(k) = args.grad_accum {
+        config.grad_accum_steps = k;
+    }
+    if let Some(n) = args.keep_checkpoints {
+        config.keep_last_checkpoints = n;
+    }
     if let Some(n) = args.checkpoint_every {
         config.checkpoint_every = n;
     }
@@ -175,6 +233,39 @@ fn build_config(args: &TrainArgs, run_dir: &Path) -> Result<TrainConfig> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// `--grad-clip`: a maximum global norm, or `None` for `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradClip(pub Option<f64>);
+
+fn grad_clip(text: &str) -> Result<GradClip, String> {
+    if matches!(text, "off" | "none") {
+        return Ok(GradClip(None));
+    }
+    match text.parse::<f64>() {
+        Ok(norm) if norm.is_finite() && norm > 0.0 => Ok(GradClip(Some(norm))),
+        _ => Err(format!("expected a norm > 0 or `off`, got `{text}`")),
+    }
+}
+
+/// `--loss-weighting`: `uniform` or `min-snr:GAMMA`.
+fn loss_weighting(text: &str) -> Result<LossWeighting, String> {
+    let weighting = match text.split_once(':') {
+        None if text == "uniform" => LossWeighting::Uniform,
+        Some(("min-snr", gamma)) => LossWeighting::MinSnr {
+            gamma: gamma
+                .parse()
+                .map_err(|_| format!("min-snr's gamma must be a number, got `{gamma}`"))?,
+        },
+        _ => {
+            return Err(format!(
+                "expected `uniform` or `min-snr:GAMMA` (e.g. min-snr:5), got `{text}`"
+            ));
+        }
+    };
+    weighting.validate().map_err(|e| e.to_string())?;
+    Ok(weighting)
 }
 
 struct TrainTask {
