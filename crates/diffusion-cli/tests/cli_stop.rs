@@ -153,15 +153,16 @@ fn sighup_saves_like_ctrl_c() {
     stop_saves_and_resume_goes_on(|training| training.signal(libc::SIGHUP));
 }
 
-/// The tiny config with a slow preview after every step (32 images, 60 DDIM steps: seconds),
-/// so that a stop request waits long enough for a second one.
+/// The tiny config with a slow preview after every step (64 images, 400 DDIM steps: seconds
+/// even with the optimised dev profile), so that a stop request waits long enough for a second
+/// one.
 fn slow_preview_config(dir: &Path) -> PathBuf {
     let path = tiny_config(dir);
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config["sample_every"] = 1.into();
-    config["preview"]["num_images"] = 32.into();
+    config["preview"]["num_images"] = 64.into();
     config["preview"]["columns"] = 8.into();
-    config["preview"]["ddim_steps"] = 60.into();
+    config["preview"]["ddim_steps"] = 400.into();
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     path
 }
