@@ -10,6 +10,14 @@ flat float lists with `shape`, the timesteps diffusers chose, and the expected o
 model of the loop cases is eps(x, t) = a * x + b * t / T (its output is read as epsilon, v or x0
 according to `prediction_type`). Stochastic samplers get their per-step noise from the file:
 `noises[i]` is the noise drawn at loop step i (DDPM's randn_tensor is patched to return it).
+
+The `sigma_loop` cases (Euler, Euler ancestral, Heun, DPM-Solver++ with Karras sigmas or the
+SDE, UniPC) give `x_T` in the variance-preserving space our samplers keep: diffusers' sigma-space
+samplers start from `x_T * sqrt(1 + sigma_max^2)` and feed the model
+`scale_model_input(x) = x / sqrt(1 + sigma^2)`, which is `x_t` again; their final state, at
+sigma = 0, is the same in both spaces. `model_timesteps` are what the model was given, one per
+evaluation (fractional for Karras sigmas and Euler's linspace, `2 n - 1` of them for Heun).
+They come from a second generator (seed 20261206) so that the older cases stay as they were.
 """
 
 import json
@@ -18,8 +26,16 @@ import sys
 import diffusers
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from diffusers.schedulers import scheduling_ddpm
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers import scheduling_ddpm, scheduling_euler_ancestral_discrete
 
 SHAPE = [2, 1, 3, 3]
 A, B = 0.5, 0.1
@@ -197,6 +213,114 @@ def dpm_loop_cases(gen):
                    x_T=flat(x_T), expected=flat(x))
 
 
+SIGMA_SCHEDULERS = {
+    "euler": EulerDiscreteScheduler,
+    "euler-a": EulerAncestralDiscreteScheduler,
+    "heun": HeunDiscreteScheduler,
+    "dpm++": DPMSolverMultistepScheduler,
+    "unipc": UniPCMultistepScheduler,
+}
+# Samplers whose state diffusers keeps in sigma space (x0 + sigma * eps).
+SIGMA_SPACE = {"euler", "euler-a", "heun"}
+
+
+class PatchedSteps:
+    """Makes EulerAncestralDiscreteScheduler draw our recorded noises, in order."""
+
+    def __init__(self, noises):
+        self.inner = PatchedNoise(noises)
+
+    def __enter__(self):
+        self.original = scheduling_euler_ancestral_discrete.randn_tensor
+        scheduling_euler_ancestral_discrete.randn_tensor = self.inner
+        return self.inner
+
+    def __exit__(self, *exc):
+        scheduling_euler_ancestral_discrete.randn_tensor = self.original
+
+
+def sigma_loop_cases(gen):
+    linear = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    cosine = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    runs = [
+        # (sampler, schedule, scheduler options, steps)
+        ("euler", linear, dict(prediction_type="epsilon"), 20),
+        ("euler", linear, dict(prediction_type="v_prediction", timestep_spacing="trailing"), 10),
+        ("euler", linear, dict(prediction_type="epsilon", use_karras_sigmas=True), 15),
+        ("euler", cosine, dict(prediction_type="sample", timestep_spacing="leading", steps_offset=1), 12),
+        ("euler-a", linear, dict(prediction_type="epsilon"), 20),
+        ("euler-a", linear, dict(prediction_type="v_prediction", timestep_spacing="trailing"), 10),
+        ("euler-a", linear, dict(prediction_type="epsilon", use_karras_sigmas=True), 12),
+        ("heun", linear, dict(prediction_type="epsilon"), 10),
+        ("heun", linear, dict(prediction_type="v_prediction", use_karras_sigmas=True), 8),
+        ("heun", cosine, dict(prediction_type="sample", timestep_spacing="leading", steps_offset=1), 6),
+        ("dpm++", linear, dict(prediction_type="epsilon", use_karras_sigmas=True), 20),
+        ("dpm++", linear, dict(prediction_type="v_prediction", use_karras_sigmas=True), 10),
+        ("dpm++", linear, dict(prediction_type="epsilon", algorithm_type="sde-dpmsolver++"), 20),
+        ("dpm++", linear, dict(prediction_type="epsilon", algorithm_type="sde-dpmsolver++",
+                               use_karras_sigmas=True), 15),
+        ("unipc", linear, dict(prediction_type="epsilon"), 20),
+        ("unipc", linear, dict(prediction_type="epsilon"), 10),
+        ("unipc", linear, dict(prediction_type="v_prediction", use_karras_sigmas=True), 12),
+        ("unipc", linear, dict(prediction_type="epsilon", solver_order=3), 15),
+        ("unipc", linear, dict(prediction_type="sample", solver_type="bh1", timestep_spacing="trailing"), 8),
+        ("unipc", cosine, dict(prediction_type="epsilon", solver_order=1), 10),
+    ]
+    for name, schedule, options, steps in runs:
+        cls = SIGMA_SCHEDULERS[name]
+        config = {**schedule, **options}
+        if name == "dpm++":
+            config = {**dict(solver_order=2, lower_order_final=True, final_sigmas_type="zero",
+                             timestep_spacing="linspace"), **config}
+        if name == "unipc":
+            config = {**dict(solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True,
+                             final_sigmas_type="zero", timestep_spacing="linspace"), **config}
+        karras_ancestral = name == "euler-a" and config.get("use_karras_sigmas")
+        if karras_ancestral:
+            # diffusers' ancestral scheduler has no Karras option: its step on the Euler
+            # scheduler's Karras sigmas and timesteps.
+            ancestral_config = {k: v for k, v in config.items() if k != "use_karras_sigmas"}
+            sched = cls(**ancestral_config)
+            sched.set_timesteps(steps)
+            donor = EulerDiscreteScheduler(**config)
+            donor.set_timesteps(steps)
+            sched.sigmas = donor.sigmas.clone()
+            sched.timesteps = donor.timesteps.clone()
+        else:
+            sched = cls(**config)
+            sched.set_timesteps(steps)
+        T = config["num_train_timesteps"]
+        x_T = randn(gen)
+        model_timesteps = [float(t) for t in sched.timesteps]
+        stochastic = name == "euler-a" or config.get("algorithm_type") == "sde-dpmsolver++"
+        noises = [randn(gen) for _ in model_timesteps] if stochastic else []
+        sigma_max = float(sched.sigmas[0])
+        x = x_T.clone() * (1 + sigma_max**2) ** 0.5 if name in SIGMA_SPACE else x_T.clone()
+        states = []
+        with PatchedSteps(noises):
+            for i, t in enumerate(sched.timesteps):
+                inp = sched.scale_model_input(x, t) if name in SIGMA_SPACE else x
+                out = dummy_model(inp, t, T)
+                if name == "dpm++" and noises:
+                    x = sched.step(out, t, x, variance_noise=noises[i]).prev_sample
+                else:
+                    x = sched.step(out, t, x).prev_sample
+                # The state after each evaluation, in our variance-preserving space.
+                level = float(sched.sigmas[sched.step_index]) if name in SIGMA_SPACE else 0.0
+                states.append(flat(x / (1 + level**2) ** 0.5))
+        if karras_ancestral:
+            config = {**config, "note": "EulerAncestralDiscreteScheduler on EulerDiscreteScheduler's Karras sigmas"}
+        case = dict(kind="sigma_loop", sampler=name, config=config, shape=SHAPE, model=dict(a=A, b=B),
+                    num_inference_steps=steps, model_timesteps=model_timesteps,
+                    x_T=flat(x_T), noises=[flat(n) for n in noises], states=states[:-1], expected=flat(x))
+        if not torch.isfinite(x).all():
+            # UniPC bh1 with final_sigmas_type="zero": B(h) = h = -inf at the last step times a
+            # zero correction gives NaN in diffusers; only the states before it are golden.
+            case["expected"] = None
+            case["note"] = "diffusers' last step is NaN (bh1: B(h) = -inf times a zero correction)"
+        yield case
+
+
 def main():
     gen = torch.Generator().manual_seed(20061122)
     cases = []
@@ -206,6 +330,7 @@ def main():
     cases += list(ddpm_loop_cases(gen))
     cases += list(ddim_loop_cases(gen))
     cases += list(dpm_loop_cases(gen))
+    cases += list(sigma_loop_cases(torch.Generator().manual_seed(20261206)))
     doc = dict(
         generator="scripts/golden/make_golden.py",
         diffusers=diffusers.__version__,

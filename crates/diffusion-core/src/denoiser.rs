@@ -2,6 +2,8 @@
 
 use burn::tensor::{Int, Tensor, backend::Backend};
 
+use crate::forward::timesteps_tensor;
+
 /// A network that, given a noisy batch `x_t` at integer timesteps `t`, predicts the quantity
 /// named by the schedule's [`crate::PredictionType`] (epsilon, x0 or v).
 ///
@@ -21,4 +23,24 @@ pub trait Denoiser<B: Backend> {
         timesteps: Tensor<B, 1, Int>,
         labels: Option<Tensor<B, 1, Int>>,
     ) -> Tensor<B, 4>;
+
+    /// The prediction at one shared, possibly fractional timestep `t` for the whole batch:
+    /// what the samplers that evaluate between training timesteps (Euler, Heun with
+    /// Karras or linspace sigmas) call. The default rounds `t` to the nearest training
+    /// timestep, which is exact for the integer timesteps of DDPM, DDIM and DPM-Solver++;
+    /// networks with a continuous time embedding (the U-Nets) override it.
+    ///
+    /// # Shapes
+    /// As [`Denoiser::denoise`].
+    fn denoise_at(
+        &self,
+        x_t: Tensor<B, 4>,
+        t: f64,
+        labels: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 4> {
+        let batch = x_t.dims()[0];
+        let rounded = t.round().max(0.0) as usize;
+        let timesteps = timesteps_tensor(&vec![rounded; batch], &x_t.device());
+        self.denoise(x_t, timesteps, labels)
+    }
 }

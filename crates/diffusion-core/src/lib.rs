@@ -56,8 +56,9 @@ pub use noise::{NoiseRng, NoiseRngState, NoiseSource};
 pub use oracle::GaussianOracle;
 pub use prediction::{Prediction, PredictionType};
 pub use sampler::{
-    Ddim, DdimConfig, Ddpm, DdpmConfig, DdpmVariance, DpmSolver, DpmSolverConfig, Sampler,
-    SamplerConfig, SamplerError, TimestepSpacing,
+    Ddim, DdimConfig, Ddpm, DdpmConfig, DdpmVariance, DpmAlgorithm, DpmSolver, DpmSolverConfig,
+    Euler, Heun, Sampler, SamplerConfig, SamplerError, SigmaConfig, TimestepSpacing, UniPc,
+    UniPcConfig, UniPcVariant,
 };
 pub use sampling::{Conditioning, noised_start, sample_loop};
 pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, ScheduleError, Transition};

@@ -18,6 +18,40 @@ pub struct GaussianOracle {
     slope: Vec<f64>,
     /// Per-timestep intercept.
     intercept: Vec<f64>,
+    /// `ln sigma_t` of the schedule's timesteps, `sigma_t = sqrt((1 - ab) / ab)`, for
+    /// fractional timesteps.
+    log_sigmas: Vec<f64>,
+    mu: f64,
+    variance: f64,
+    prediction: PredictionType,
+}
+
+/// `(slope, intercept)` of the exact prediction at noise level `alpha_bar_t`.
+fn coefficients(
+    alpha_bar_t: f64,
+    mu: f64,
+    variance: f64,
+    prediction: PredictionType,
+) -> (f64, f64) {
+    let (alpha, sigma_t) = (alpha_bar_t.sqrt(), (1.0 - alpha_bar_t).sqrt());
+    let marginal_variance = alpha_bar_t * variance + 1.0 - alpha_bar_t;
+    // Each prediction is slope * x_t + intercept.
+    let eps = (
+        sigma_t / marginal_variance,
+        -sigma_t * alpha * mu / marginal_variance,
+    );
+    let x0 = (
+        alpha * variance / marginal_variance,
+        mu - alpha_bar_t * variance * mu / marginal_variance,
+    );
+    match prediction {
+        PredictionType::Epsilon => eps,
+        PredictionType::Sample => x0,
+        PredictionType::VPrediction => (
+            alpha * eps.0 - sigma_t * x0.0,
+            alpha * eps.1 - sigma_t * x0.1,
+        ),
+    }
 }
 
 impl GaussianOracle {
@@ -27,29 +61,34 @@ impl GaussianOracle {
         let (slope, intercept) = schedule
             .alpha_bar()
             .iter()
-            .map(|&alpha_bar_t| {
-                let (alpha, sigma_t) = (alpha_bar_t.sqrt(), (1.0 - alpha_bar_t).sqrt());
-                let marginal_variance = alpha_bar_t * variance + 1.0 - alpha_bar_t;
-                // Each prediction is slope * x_t + intercept.
-                let eps = (
-                    sigma_t / marginal_variance,
-                    -sigma_t * alpha * mu / marginal_variance,
-                );
-                let x0 = (
-                    alpha * variance / marginal_variance,
-                    mu - alpha_bar_t * variance * mu / marginal_variance,
-                );
-                match prediction {
-                    PredictionType::Epsilon => eps,
-                    PredictionType::Sample => x0,
-                    PredictionType::VPrediction => (
-                        alpha * eps.0 - sigma_t * x0.0,
-                        alpha * eps.1 - sigma_t * x0.1,
-                    ),
-                }
-            })
+            .map(|&alpha_bar_t| coefficients(alpha_bar_t, mu, variance, prediction))
             .unzip();
-        Self { slope, intercept }
+        let log_sigmas = schedule
+            .alpha_bar()
+            .iter()
+            .map(|&ab| ((1.0 - ab) / ab).sqrt().ln())
+            .collect();
+        Self {
+            slope,
+            intercept,
+            log_sigmas,
+            mu,
+            variance,
+            prediction,
+        }
+    }
+
+    /// `alpha_bar` at a fractional timestep: `ln sigma` interpolated linearly between the two
+    /// neighbouring timesteps, the inverse of diffusers' `_sigma_to_t`.
+    fn alpha_bar_at(&self, t: f64) -> f64 {
+        let last = self.log_sigmas.len() - 1;
+        let t = t.clamp(0.0, last as f64);
+        let low = (t.floor() as usize).min(last.saturating_sub(1));
+        let w = t - low as f64;
+        let high = (low + 1).min(last);
+        let log_sigma = (1.0 - w) * self.log_sigmas[low] + w * self.log_sigmas[high];
+        let sigma2 = (2.0 * log_sigma).exp();
+        1.0 / (1.0 + sigma2)
     }
 }
 
@@ -63,6 +102,24 @@ impl<B: Backend> Denoiser<B> for GaussianOracle {
         let slope = gather_per_timestep(&self.slope, timesteps.clone()); // [batch, 1, 1, 1]
         let intercept = gather_per_timestep(&self.intercept, timesteps); // [batch, 1, 1, 1]
         x_t * slope + intercept
+    }
+
+    /// Exact at fractional timesteps too, at the noise level of [`GaussianOracle::alpha_bar_at`].
+    fn denoise_at(
+        &self,
+        x_t: Tensor<B, 4>,
+        t: f64,
+        labels: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 4> {
+        if t.fract() == 0.0 {
+            let batch = x_t.dims()[0];
+            let timesteps =
+                crate::forward::timesteps_tensor(&vec![t as usize; batch], &x_t.device());
+            return self.denoise(x_t, timesteps, labels);
+        }
+        let alpha_bar = self.alpha_bar_at(t);
+        let (slope, intercept) = coefficients(alpha_bar, self.mu, self.variance, self.prediction);
+        x_t.mul_scalar(slope).add_scalar(intercept)
     }
 }
 

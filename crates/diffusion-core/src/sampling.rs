@@ -47,16 +47,64 @@ pub fn denoise_once<B: Backend, D: Denoiser<B> + ?Sized>(
             Some(labels.clone()),
         ),
         Conditioning::Guided { labels, guidance } => {
-            let null = Tensor::<B, 1, Int>::full([batch], guidance.null_label as i64, &device);
-            let both_labels = Tensor::cat(vec![labels.clone(), null], 0); // [2 * batch]
-            let both_x = Tensor::cat(vec![x_t.clone(), x_t], 0); // [2 * batch, ch, h, w]
+            let (both_x, both_labels) = guided_batch(x_t, labels, guidance);
             let both_t = timesteps_tensor(&vec![t; 2 * batch], &device); // [2 * batch]
             let both = denoiser.denoise(both_x, both_t, Some(both_labels)); // [2 * batch, ch, h, w]
-            let cond = both.clone().slice(0..batch);
-            let uncond = both.slice(batch..2 * batch);
-            guide(cond, uncond, guidance.scale)
+            split_guided(both, batch, guidance)
         }
     }
+}
+
+/// [`denoise_once`] at a possibly fractional timestep, through [`Denoiser::denoise_at`]; the
+/// sampling loop calls this with [`Sampler::model_timesteps`].
+///
+/// # Shapes
+/// - `x_t`: `[batch, channels, height, width]`
+/// - returns: `[batch, channels, height, width]`
+pub fn denoise_once_at<B: Backend, D: Denoiser<B> + ?Sized>(
+    denoiser: &D,
+    x_t: Tensor<B, 4>,
+    t: f64,
+    conditioning: &Conditioning<B>,
+) -> Tensor<B, 4> {
+    let batch = x_t.dims()[0];
+    match conditioning {
+        Conditioning::Unconditional => denoiser.denoise_at(x_t, t, None),
+        Conditioning::Labels(labels) => denoiser.denoise_at(x_t, t, Some(labels.clone())),
+        Conditioning::Guided { labels, guidance } => {
+            let (both_x, both_labels) = guided_batch(x_t, labels, guidance);
+            let both = denoiser.denoise_at(both_x, t, Some(both_labels)); // [2 * batch, ch, h, w]
+            split_guided(both, batch, guidance)
+        }
+    }
+}
+
+/// The batch of classifier-free guidance: `x_t` twice, with the labels and then the null class.
+///
+/// # Shapes
+/// - `x_t`: `[batch, channels, height, width]`, `labels`: `[batch]`
+/// - returns: `[2 * batch, channels, height, width]` and `[2 * batch]`
+fn guided_batch<B: Backend>(
+    x_t: Tensor<B, 4>,
+    labels: &Tensor<B, 1, Int>,
+    guidance: &GuidanceConfig,
+) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+    let batch = x_t.dims()[0];
+    let null = Tensor::<B, 1, Int>::full([batch], guidance.null_label as i64, &x_t.device());
+    let both_labels = Tensor::cat(vec![labels.clone(), null], 0); // [2 * batch]
+    let both_x = Tensor::cat(vec![x_t.clone(), x_t], 0); // [2 * batch, ch, h, w]
+    (both_x, both_labels)
+}
+
+/// Combines the conditional (first half) and null-label (second half) predictions.
+fn split_guided<B: Backend>(
+    both: Tensor<B, 4>,
+    batch: usize,
+    guidance: &GuidanceConfig,
+) -> Tensor<B, 4> {
+    let cond = both.clone().slice(0..batch);
+    let uncond = both.slice(batch..2 * batch);
+    guide(cond, uncond, guidance.scale)
 }
 
 fn check_conditioning<B: Backend>(
@@ -84,8 +132,9 @@ fn check_conditioning<B: Backend>(
 /// Runs the reverse process from `x_t` at `sampler.timesteps()[0]` (pure noise `x_T`, or a
 /// noised real image, see [`noised_start`]) to clean data.
 ///
-/// `on_step(step_index, t, &x)` is called after every step with the timestep just denoised
-/// from and the new state (diffusers' `callback_on_step_end` convention); GIF frames of the
+/// `on_step(eval_index, t, &x)` is called after every model evaluation's step with the
+/// timestep just denoised from (rounded, for the samplers that evaluate between training
+/// timesteps) and the new state (diffusers' `callback_on_step_end` convention); GIF frames of the
 /// reverse process come from it. The returned tensor is the state after the last step.
 ///
 /// # Shapes
@@ -106,12 +155,12 @@ where
 {
     check_conditioning(conditioning, x_t.dims()[0])?;
     sampler.reset();
-    let timesteps = sampler.timesteps().to_vec();
+    let model_timesteps = sampler.model_timesteps();
     let mut x = x_t;
-    for (step_index, &t) in timesteps.iter().enumerate() {
-        let model_output = denoise_once(denoiser, x.clone(), t, conditioning);
-        x = sampler.step(model_output, step_index, x, noise)?;
-        on_step(step_index, t, &x);
+    for (eval_index, &t) in model_timesteps.iter().enumerate() {
+        let model_output = denoise_once_at(denoiser, x.clone(), t, conditioning);
+        x = sampler.step(model_output, eval_index, x, noise)?;
+        on_step(eval_index, t.round() as usize, &x);
     }
     Ok(x)
 }
@@ -130,14 +179,21 @@ pub fn noised_start<B: Backend, S: Sampler<B> + ?Sized>(
 ) -> Tensor<B, 4> {
     let device = x0.device();
     let dims = x0.dims();
-    let start = sampler.timesteps()[0];
     let noise = rng.gaussian_tensor(dims, &device);
-    q_sample(
-        schedule,
-        x0,
-        noise,
-        timesteps_tensor(&vec![start; dims[0]], &device),
-    )
+    match sampler.timesteps().first() {
+        // On the training grid: the schedule's own tables, exactly as in training.
+        Some(&start) if sampler.model_timesteps()[0] == start as f64 => q_sample(
+            schedule,
+            x0,
+            noise,
+            timesteps_tensor(&vec![start; dims[0]], &device),
+        ),
+        // Between grid points (Karras, linspace sigmas): the sampler's own noise level.
+        _ => {
+            let alpha_bar = sampler.state_alpha_bar(0);
+            x0.mul_scalar(alpha_bar.sqrt()) + noise.mul_scalar((1.0 - alpha_bar).sqrt())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The contract every sampler keeps, checked for each sampler under several configurations:
-//! timesteps in range and strictly decreasing, shape kept, finite output, seeded determinism,
+//! timesteps in range and decreasing, noise levels falling, shape kept, finite output, seeded determinism,
 //! steps past the end rejected.
 
 use burn::tensor::{Int, Tensor};
@@ -58,7 +58,7 @@ fn run(
         },
     )
     .unwrap();
-    assert_eq!(steps, sampler.timesteps().len());
+    assert_eq!(steps, sampler.model_timesteps().len());
     assert_eq!(out.dims(), shape, "{config:?}");
     to_vec(out)
 }
@@ -76,7 +76,24 @@ fn check_contract(config: SamplerConfig, schedule: &NoiseSchedule) {
             ts.iter().all(|t| *t < schedule.num_timesteps()),
             "{config:?}: {ts:?}"
         );
-        assert!(ts.windows(2).all(|w| w[1] < w[0]), "{config:?}: {ts:?}");
+        // Strictly decreasing but where Karras sigmas round to one timestep (non-increasing).
+        assert!(ts.windows(2).all(|w| w[1] <= w[0]), "{config:?}: {ts:?}");
+        let model_ts = sampler.model_timesteps();
+        assert!(
+            model_ts.windows(2).all(|w| w[1] <= w[0])
+                && model_ts
+                    .iter()
+                    .all(|t| *t >= 0.0 && *t <= (schedule.num_timesteps() - 1) as f64),
+            "{config:?}: {model_ts:?}"
+        );
+        // The noise level falls (strictly over the run, never rising) down to the result's.
+        let levels: Vec<f64> = (0..=model_ts.len())
+            .map(|i| sampler.state_alpha_bar(i))
+            .collect();
+        assert!(
+            levels.windows(2).all(|w| w[1] >= w[0]) && levels[model_ts.len()] > levels[0],
+            "{config:?}: {levels:?}"
+        );
 
         let first = run(&config, schedule, prediction, 42);
         assert!(
@@ -95,7 +112,8 @@ fn check_contract(config: SamplerConfig, schedule: &NoiseSchedule) {
         );
 
         let mut sampler = config.init::<TestBackend>(schedule, prediction).unwrap();
-        let len = sampler.timesteps().len();
+        let len = sampler.model_timesteps().len();
+        assert!(len >= ts.len(), "{config:?}");
         let x = Tensor::<TestBackend, 4>::zeros([1, 1, 1, 1], &Default::default());
         let err = sampler
             .step(x.clone(), len, x, &mut NoiseRng::seed_from_u64(0))
@@ -151,6 +169,45 @@ fn configs() -> Vec<SamplerConfig> {
                 .with_num_steps(50)
                 .with_start_t(Some(100)),
         ),
+        SamplerConfig::DpmSolver(DpmSolverConfig::new().with_karras(true)),
+        SamplerConfig::DpmSolver(
+            DpmSolverConfig::new()
+                .with_algorithm(DpmAlgorithm::Sde)
+                .with_karras(true)
+                .with_num_steps(15),
+        ),
+        SamplerConfig::DpmSolver(
+            DpmSolverConfig::new()
+                .with_algorithm(DpmAlgorithm::Sde)
+                .with_start_t(Some(300)),
+        ),
+        SamplerConfig::Euler(SigmaConfig::new()),
+        SamplerConfig::Euler(SigmaConfig::new().with_karras(true).with_num_steps(1)),
+        SamplerConfig::Euler(
+            SigmaConfig::new()
+                .with_spacing(TimestepSpacing::Leading)
+                .with_steps_offset(1)
+                .with_start_t(Some(400)),
+        ),
+        SamplerConfig::EulerAncestral(SigmaConfig::new().with_num_steps(10)),
+        SamplerConfig::EulerAncestral(SigmaConfig::new().with_karras(true)),
+        SamplerConfig::Heun(SigmaConfig::new().with_num_steps(10)),
+        SamplerConfig::Heun(SigmaConfig::new().with_num_steps(1)),
+        SamplerConfig::Heun(
+            SigmaConfig::new()
+                .with_karras(true)
+                .with_spacing(TimestepSpacing::Trailing),
+        ),
+        SamplerConfig::UniPc(UniPcConfig::new()),
+        SamplerConfig::UniPc(UniPcConfig::new().with_solver_order(3).with_num_steps(10)),
+        SamplerConfig::UniPc(
+            UniPcConfig::new()
+                .with_solver_order(1)
+                .with_variant(UniPcVariant::Bh1)
+                .with_karras(true),
+        ),
+        SamplerConfig::UniPc(UniPcConfig::new().with_num_steps(2)),
+        SamplerConfig::UniPc(UniPcConfig::new().with_start_t(Some(200))),
     ]
 }
 
@@ -173,6 +230,10 @@ fn every_sampler_keeps_the_contract_on_a_short_cosine_schedule() {
         SamplerConfig::Ddpm(DdpmConfig::new()),
         SamplerConfig::Ddim(DdimConfig::new().with_num_steps(7).with_eta(0.5)),
         SamplerConfig::DpmSolver(DpmSolverConfig::new().with_num_steps(13)),
+        SamplerConfig::DpmSolver(DpmSolverConfig::new().with_num_steps(9).with_karras(true)),
+        SamplerConfig::Euler(SigmaConfig::new().with_num_steps(9)),
+        SamplerConfig::Heun(SigmaConfig::new().with_num_steps(6).with_karras(true)),
+        SamplerConfig::UniPc(UniPcConfig::new().with_num_steps(11).with_solver_order(3)),
     ] {
         check_contract(config, &schedule);
     }

@@ -25,7 +25,10 @@
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
+use super::{
+    Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, transitions_alpha_bar,
+    truncate_to_start,
+};
 use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
 
 /// Configuration of a [`Ddim`] sampler; defaults follow diffusers.
@@ -128,6 +131,10 @@ impl<B: Backend> Sampler<B> for Ddim {
 
     fn prediction_type(&self) -> PredictionType {
         self.prediction
+    }
+
+    fn state_alpha_bar(&self, eval_index: usize) -> f64 {
+        transitions_alpha_bar(&self.transitions, eval_index)
     }
 
     fn step(

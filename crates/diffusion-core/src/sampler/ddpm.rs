@@ -26,7 +26,10 @@ use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
-use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
+use super::{
+    Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, transitions_alpha_bar,
+    truncate_to_start,
+};
 use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
 
 /// The variance of each ancestral step (Ho et al. 2020, section 3.2).
@@ -118,6 +121,10 @@ impl<B: Backend> Sampler<B> for Ddpm {
 
     fn prediction_type(&self) -> PredictionType {
         self.prediction
+    }
+
+    fn state_alpha_bar(&self, eval_index: usize) -> f64 {
+        transitions_alpha_bar(&self.transitions, eval_index)
     }
 
     fn step(

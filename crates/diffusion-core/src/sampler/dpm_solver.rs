@@ -29,13 +29,29 @@
 //! | `d1`                       | `2 (D_i - x_theta(.., t_{i-1}))`      | `D1`                    |
 //! | returned                   | `x_tilde_{t_i}`                       | `x_t` (`prev_sample`)   |
 //!
-//! `tr` is the step's [`Transition`](crate::Transition); only its two `alpha_bar`s are used.
+//! The levels come from [`super::sigmas::Ladder::solver`]: the schedule's own `alpha_bar` at
+//! each timestep, or Karras sigmas (`alpha_bar = 1 / (1 + sigma^2)`) with `karras`.
 
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
+use serde::{Deserialize, Serialize};
 
-use super::{Sampler, SamplerError, TimestepSpacing, check_step, out_of_range, truncate_to_start};
-use crate::{NoiseSchedule, NoiseSource, PredictionType, Transition};
+use super::sigmas::{Ladder, alpha_bar_of};
+use super::{Sampler, SamplerError, TimestepSpacing, check_multistep, out_of_range};
+use crate::{NoiseSchedule, NoiseSource, PredictionType};
+
+/// Which DPM-Solver++ update (diffusers' `algorithm_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DpmAlgorithm {
+    /// The ODE solver, `dpmsolver++` (deterministic).
+    #[serde(rename = "dpmsolver++")]
+    Ode,
+    /// The SDE solver, `sde-dpmsolver++`: `1 - e^{-2h}` of the step's variance is fresh noise
+    /// (Lu et al. 2022, Appendix; the "DPM++ 2M SDE" of web UIs).
+    #[serde(rename = "sde-dpmsolver++")]
+    Sde,
+}
 
 /// Configuration of a [`DpmSolver`] (DPM-Solver++ multistep).
 #[derive(Config, Debug, PartialEq)]
@@ -47,12 +63,19 @@ pub struct DpmSolverConfig {
     #[config(default = 2)]
     pub solver_order: usize,
     /// How timesteps are picked; linspace and leading use DPM-Solver's `n + 1`-point
-    /// variants (see [`TimestepSpacing::solver_timesteps`]).
+    /// variants (see [`TimestepSpacing::solver_timesteps`]). Ignored with `karras`.
     #[config(default = "TimestepSpacing::Linspace")]
     pub spacing: TimestepSpacing,
     /// Added to every timestep of leading spacing.
     #[config(default = 0)]
     pub steps_offset: usize,
+    /// Karras et al. (2022)'s sigmas over the whole schedule (`use_karras_sigmas`), the
+    /// model evaluated at the nearest timestep of each: "DPM++ 2M Karras".
+    #[config(default = false)]
+    pub karras: bool,
+    /// The ODE or the SDE update.
+    #[config(default = "DpmAlgorithm::Ode")]
+    pub algorithm: DpmAlgorithm,
     /// Start the reverse process at this timestep instead of the noisiest (`None`); only
     /// timesteps `<= start_t` are visited.
     pub start_t: Option<usize>,
@@ -68,20 +91,22 @@ impl DpmSolverConfig {
         if !(1..=2).contains(&self.solver_order) {
             return Err(out_of_range("solver_order", self.solver_order, "1 or 2"));
         }
-        let num_train = schedule.num_timesteps();
-        let timesteps =
-            self.spacing
-                .solver_timesteps(num_train, self.num_steps, self.steps_offset)?;
-        let timesteps = truncate_to_start(timesteps, self.start_t, num_train)?;
-        // Each step goes to the next listed timestep; the last one to clean data, sigma = 0.
-        let transitions = (0..timesteps.len())
-            .map(|i| schedule.transition(timesteps[i], timesteps.get(i + 1).copied()))
-            .collect();
+        let ladder = Ladder::solver(
+            schedule,
+            self.spacing,
+            self.num_steps,
+            self.steps_offset,
+            self.karras,
+        )?
+        .start_at(self.start_t, schedule.num_timesteps())?;
+        // Each step goes to the next level; the last one to clean data, sigma = 0.
+        let alpha_bars = ladder.sigmas.iter().map(|&s| alpha_bar_of(s)).collect();
         Ok(DpmSolver {
-            timesteps,
-            transitions,
+            timesteps: ladder.timesteps,
+            alpha_bars,
             prediction,
             solver_order: self.solver_order,
+            algorithm: self.algorithm,
             previous: None,
             next_step: 0,
         })
@@ -101,28 +126,20 @@ struct History<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct DpmSolver<B: Backend> {
     timesteps: Vec<usize>,
-    /// `transitions[i]`: from `timesteps[i]` to `timesteps[i + 1]` (clean data after the last).
-    transitions: Vec<Transition>,
+    /// `alpha_bars[i]`: the level of step `i`'s start; the last entry is clean data (1).
+    alpha_bars: Vec<f64>,
     prediction: PredictionType,
     solver_order: usize,
+    algorithm: DpmAlgorithm,
     previous: Option<History<B>>,
     next_step: usize,
 }
 
 /// `(alpha, sigma, lambda)` at a given `alpha_bar`; `alpha_bar = 1` is clean data, where
 /// `sigma = 0` and `lambda = +inf`.
-fn alpha_sigma_lambda(alpha_bar: f64) -> (f64, f64, f64) {
+pub(crate) fn alpha_sigma_lambda(alpha_bar: f64) -> (f64, f64, f64) {
     let (alpha, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
     (alpha, sigma, alpha.ln() - sigma.ln())
-}
-
-/// diffusers floors a zero terminal `alpha_bar` at `2^-24` so that `lambda` stays finite.
-fn floor_zero(alpha_bar: f64) -> f64 {
-    if alpha_bar == 0.0 {
-        2f64.powi(-24)
-    } else {
-        alpha_bar
-    }
 }
 
 impl<B: Backend> Sampler<B> for DpmSolver<B> {
@@ -132,6 +149,10 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
 
     fn prediction_type(&self) -> PredictionType {
         self.prediction
+    }
+
+    fn state_alpha_bar(&self, eval_index: usize) -> f64 {
+        self.alpha_bars[eval_index.min(self.timesteps.len())]
     }
 
     fn reset(&mut self) {
@@ -144,23 +165,16 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
         model_output: Tensor<B, 4>,
         step_index: usize,
         x_t: Tensor<B, 4>,
-        _noise: &mut dyn NoiseSource<B>,
+        noise: &mut dyn NoiseSource<B>,
     ) -> Result<Tensor<B, 4>, SamplerError> {
-        check_step(step_index, self.timesteps.len())?;
-        if step_index == 0 {
+        if check_multistep(step_index, self.next_step, self.timesteps.len())? {
             <Self as Sampler<B>>::reset(self);
-        } else if step_index != self.next_step {
-            return Err(SamplerError::OutOfOrder {
-                expected: self.next_step,
-                got: step_index,
-            });
         }
         // The final step to sigma = 0 stays first order, as diffusers does with
         // final_sigmas_type = "zero" (its lower_order_final).
         let is_last = step_index + 1 == self.timesteps.len();
-        let tr = self.transitions[step_index];
         let (alpha_bar_t, alpha_bar_prev) =
-            (floor_zero(tr.alpha_bar_t), floor_zero(tr.alpha_bar_prev));
+            (self.alpha_bars[step_index], self.alpha_bars[step_index + 1]);
 
         // convert_model_output: the data prediction m0 = D0.
         let pred_x0 = self
@@ -173,9 +187,15 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
         let (_, sigma_t, lambda_t) = alpha_sigma_lambda(alpha_bar_t);
         let (alpha_prev, sigma_prev, lambda_prev) = alpha_sigma_lambda(alpha_bar_prev);
         let h = lambda_prev - lambda_t;
-        let phi = (-h).exp() - 1.0;
-        let first_order =
-            x_t.mul_scalar(sigma_prev / sigma_t) - pred_x0.clone().mul_scalar(alpha_prev * phi);
+        // The coefficients of x_t and of D0 (D1 takes half of the latter).
+        let (coef_x, coef_d) = match self.algorithm {
+            DpmAlgorithm::Ode => (sigma_prev / sigma_t, -alpha_prev * ((-h).exp() - 1.0)),
+            DpmAlgorithm::Sde => (
+                sigma_prev / sigma_t * (-h).exp(),
+                alpha_prev * (1.0 - (-2.0 * h).exp()),
+            ),
+        };
+        let first_order = x_t.clone().mul_scalar(coef_x) + pred_x0.clone().mul_scalar(coef_d);
 
         // multistep_dpm_solver_second_order_update, once there is a last step to use.
         let x_prev = match (&self.previous, self.solver_order == 2 && !is_last) {
@@ -183,9 +203,18 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
                 let h_last = lambda_t - last.lambda;
                 let r0 = h_last / h;
                 let d1 = (pred_x0.clone() - last.pred_x0.clone()).div_scalar(r0);
-                first_order - d1.mul_scalar(0.5 * alpha_prev * phi)
+                first_order + d1.mul_scalar(0.5 * coef_d)
             }
             _ => first_order,
+        };
+        // The SDE's fresh noise, drawn on every step (the last, where sigma_prev = 0, too) so
+        // that the stream matches diffusers.
+        let x_prev = match self.algorithm {
+            DpmAlgorithm::Ode => x_prev,
+            DpmAlgorithm::Sde => {
+                let z = noise.gaussian(x_t.dims(), &x_t.device());
+                x_prev + z.mul_scalar(sigma_prev * (1.0 - (-2.0 * h).exp()).max(0.0).sqrt())
+            }
         };
 
         self.previous = Some(History {

@@ -22,7 +22,12 @@ mod config;
 mod ddim;
 mod ddpm;
 mod dpm_solver;
+mod euler;
+mod euler_ancestral;
+mod heun;
+mod sigmas;
 mod spacing;
+mod unipc;
 
 #[cfg(test)]
 mod conformance;
@@ -31,23 +36,45 @@ mod oracle_tests;
 
 use burn::tensor::{Tensor, backend::Backend};
 
-pub use config::SamplerConfig;
+pub use config::{SAMPLER_NAMES, SamplerConfig};
 pub use ddim::{Ddim, DdimConfig};
 pub use ddpm::{Ddpm, DdpmConfig, DdpmVariance};
-pub use dpm_solver::{DpmSolver, DpmSolverConfig};
+pub use dpm_solver::{DpmAlgorithm, DpmSolver, DpmSolverConfig};
+pub use euler::Euler;
+pub use heun::Heun;
+pub use sigmas::SigmaConfig;
 pub use spacing::TimestepSpacing;
+pub use unipc::{UniPc, UniPcConfig, UniPcVariant};
 
 use crate::{NoiseSource, PredictionType};
 
-/// One reverse-process solver: walks `x_t` from `timesteps()[0]` down to clean data, one
-/// model evaluation per step.
+/// One reverse-process solver: walks `x_t` from `timesteps()[0]` down to clean data, `step`
+/// called once per model evaluation (once per step but for Heun, twice).
 ///
 /// Multistep solvers keep their history inside the struct; calling `step` with index 0
 /// starts a new trajectory.
 pub trait Sampler<B: Backend> {
-    /// The training timesteps visited, strictly decreasing, each in `0..T`. The sampling
-    /// loop feeds `timesteps()[i]` to the model at step `i`.
+    /// The training timesteps visited, decreasing (strictly but for Karras sigmas rounded to
+    /// the same timestep at many steps), each in `0..T`: where each step
+    /// starts. For the samplers that evaluate the model between training timesteps (Karras
+    /// sigmas, Euler's linspace) these are the nearest integer timesteps; what the model is
+    /// given is [`Sampler::model_timesteps`].
     fn timesteps(&self) -> &[usize];
+
+    /// The timestep of every model evaluation, in order: `step` is called once per entry with
+    /// the model's output at it. Fractional where the sampler evaluates between training
+    /// timesteps; longer than [`Sampler::timesteps`] for a second-order sampler that evaluates
+    /// twice per step (Heun). Defaults to `timesteps()`.
+    fn model_timesteps(&self) -> Vec<f64> {
+        self.timesteps().iter().map(|&t| t as f64).collect()
+    }
+
+    /// `alpha_bar` of the state that evaluation `eval_index` is given: the noise level `x`
+    /// sits at (`x = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps`). `eval_index == 0` is
+    /// the start; `eval_index == model_timesteps().len()` the returned result (1 for clean
+    /// data). Inpainting re-noises the known region to these levels; img2img noises a user's
+    /// image to the first.
+    fn state_alpha_bar(&self, eval_index: usize) -> f64;
 
     /// What the model's output means.
     fn prediction_type(&self) -> PredictionType;
@@ -55,8 +82,8 @@ pub trait Sampler<B: Backend> {
     /// Forgets any multistep history.
     fn reset(&mut self) {}
 
-    /// Moves `x_t` at `t = timesteps()[step_index]` to `prev`, the next timestep of the list
-    /// (clean data after the last step), given the model's output at `(x_t, t)`.
+    /// Moves `x_t`, the state given to evaluation `step_index` (at `model_timesteps()[step_index]`),
+    /// on to the next state (clean data after the last), given the model's output at it.
     ///
     /// # Shapes
     /// - `model_output`, `x_t`: `[batch, channels, height, width]`
@@ -82,6 +109,14 @@ pub enum SamplerError {
         value: String,
         /// The allowed range, in words.
         allowed: String,
+    },
+    /// An option was set that the chosen sampler does not use.
+    #[error("the {sampler} sampler does not use `{option}`")]
+    NotUsed {
+        /// The option, as the config field or flag is named.
+        option: &'static str,
+        /// The sampler's name.
+        sampler: &'static str,
     },
     /// `step` was called past the end of the timestep list.
     #[error("step index {index} is out of range for a sampler with {len} steps")]
@@ -150,6 +185,34 @@ pub(crate) fn truncate_to_start(
         ));
     }
     Ok(kept)
+}
+
+/// [`Sampler::state_alpha_bar`] of a sampler whose step `i` is `transitions[i]`.
+pub(crate) fn transitions_alpha_bar(transitions: &[crate::Transition], eval_index: usize) -> f64 {
+    match transitions.get(eval_index) {
+        Some(tr) => tr.alpha_bar_t,
+        None => transitions.last().map_or(1.0, |tr| tr.alpha_bar_prev),
+    }
+}
+
+/// Checks that a multistep sampler is stepped in order: `true` when `step_index` is 0 (a new
+/// trajectory: the caller forgets its history), an error unless it is `next_step` otherwise.
+pub(crate) fn check_multistep(
+    step_index: usize,
+    next_step: usize,
+    len: usize,
+) -> Result<bool, SamplerError> {
+    check_step(step_index, len)?;
+    if step_index == 0 {
+        Ok(true)
+    } else if step_index == next_step {
+        Ok(false)
+    } else {
+        Err(SamplerError::OutOfOrder {
+            expected: next_step,
+            got: step_index,
+        })
+    }
 }
 
 /// Checks a step index against the timestep list.

@@ -85,6 +85,31 @@ impl TimestepSpacing {
         finish(self, raw, t_max, n, steps_offset)
     }
 
+    /// The timesteps of the sigma samplers (Euler, Euler ancestral, Heun), as diffusers'
+    /// `EulerDiscreteScheduler.set_timesteps`: as [`TimestepSpacing::timesteps`], except that
+    /// linspace is not rounded (`linspace(0, T - 1, n)` in float32, reversed), so the model
+    /// is evaluated between training timesteps.
+    pub fn float_timesteps(
+        self,
+        num_train_timesteps: usize,
+        num_steps: usize,
+        steps_offset: usize,
+    ) -> Result<Vec<f64>, SamplerError> {
+        check_num_steps(num_train_timesteps, num_steps)?;
+        match self {
+            Self::Linspace => Ok(np_linspace((num_train_timesteps - 1) as f64, num_steps)
+                .into_iter()
+                .rev()
+                .map(|t| t as f32 as f64)
+                .collect()),
+            _ => Ok(self
+                .timesteps(num_train_timesteps, num_steps, steps_offset)?
+                .into_iter()
+                .map(|t| t as f64)
+                .collect()),
+        }
+    }
+
     /// The timesteps of DPM-Solver, as diffusers' `DPMSolverMultistepScheduler.set_timesteps`:
     /// linspace and leading are built for `n + 1` points and the cleanest one (timestep 0)
     /// dropped, because the solver's last step goes to sigma = 0 instead.

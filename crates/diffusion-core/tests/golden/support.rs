@@ -183,6 +183,17 @@ impl Denoiser<TestBackend> for Dummy {
             .reshape([batch, 1, 1, 1]);
         x_t.mul_scalar(self.a) + t
     }
+
+    /// Exact at fractional timesteps, as diffusers' loop feeds the float timestep itself.
+    fn denoise_at(
+        &self,
+        x_t: Tensor<TestBackend, 4>,
+        t: f64,
+        _labels: Option<Tensor<TestBackend, 1, Int>>,
+    ) -> Tensor<TestBackend, 4> {
+        x_t.mul_scalar(self.a)
+            .add_scalar(self.b * t / self.num_train_timesteps as f64)
+    }
 }
 
 /// Runs our loop on the case's x_T and compares with diffusers' result.

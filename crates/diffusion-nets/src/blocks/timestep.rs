@@ -70,12 +70,22 @@ impl SinusoidalEmbedding {
     /// - `timesteps`: `[batch]`
     /// - returns: `[batch, dim]`
     pub fn forward<B: Backend>(&self, timesteps: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        self.forward_float(timesteps.float())
+    }
+
+    /// Embeds timesteps that may lie between training timesteps (the sinusoid is continuous
+    /// in `t`; diffusers feeds the fractional timesteps of Karras sigmas the same way).
+    ///
+    /// # Shapes
+    /// - `timesteps`: `[batch]`
+    /// - returns: `[batch, dim]`
+    pub fn forward_float<B: Backend>(&self, timesteps: Tensor<B, 1>) -> Tensor<B, 2> {
         let device = timesteps.device();
         let [batch] = timesteps.dims();
         let freqs = self.frequencies();
         let half = freqs.len();
         let freqs = Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device);
-        let args = timesteps.float().reshape([batch, 1]) * freqs.reshape([1, half]); // [batch, half]
+        let args = timesteps.reshape([batch, 1]) * freqs.reshape([1, half]); // [batch, half]
         let (first, second) = if self.flip_sin_to_cos {
             (args.clone().cos(), args.sin())
         } else {

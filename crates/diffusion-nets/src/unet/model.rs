@@ -60,13 +60,27 @@ impl<B: Backend> UNet<B> {
         timesteps: Tensor<B, 1, Int>,
         labels: Option<Tensor<B, 1, Int>>,
     ) -> Tensor<B, 4> {
+        self.forward_float(x, timesteps.float(), labels)
+    }
+
+    /// [`UNet::forward`] at timesteps that may lie between training timesteps (what the
+    /// Euler and Heun samplers ask for with Karras or linspace sigmas).
+    ///
+    /// # Shapes
+    /// As [`UNet::forward`].
+    pub fn forward_float(
+        &self,
+        x: Tensor<B, 4>,
+        timesteps: Tensor<B, 1>,
+        labels: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 4> {
         let [batch, _, _, _] = x.dims();
         let device = x.device();
 
         // 1. Embed time and label.
         let mut temb = self
             .time_embedding
-            .forward(self.time_proj.forward(timesteps)); // [batch, temb]
+            .forward(self.time_proj.forward_float(timesteps)); // [batch, temb]
         if let Some(classes) = &self.class_embedding {
             temb = temb
                 + match labels {
@@ -105,6 +119,17 @@ impl<B: Backend> UNet<B> {
         timesteps: &Tensor<B, 1, Int>,
         labels: Option<&Tensor<B, 1, Int>>,
     ) -> Result<(), NetError> {
+        let [t_batch] = timesteps.dims();
+        self.check_input_dims(x, t_batch, labels)
+    }
+
+    /// [`UNet::check_input`] with the number of timesteps instead of the tensor.
+    fn check_input_dims(
+        &self,
+        x: &Tensor<B, 4>,
+        t_batch: usize,
+        labels: Option<&Tensor<B, 1, Int>>,
+    ) -> Result<(), NetError> {
         let [batch, channels, height, width] = x.dims();
         if channels != self.in_channels {
             return Err(NetError::Shape(format!(
@@ -121,7 +146,6 @@ impl<B: Backend> UNet<B> {
         if batch == 0 {
             return Err(NetError::Shape("empty batch".into()));
         }
-        let [t_batch] = timesteps.dims();
         if t_batch != batch {
             return Err(NetError::Shape(format!(
                 "{t_batch} timesteps for a batch of {batch}"
@@ -193,5 +217,20 @@ impl<B: Backend> Denoiser<B> for UNet<B> {
             panic!("UNet::denoise: {e}");
         }
         self.forward(x_t, timesteps, labels)
+    }
+
+    /// As [`Denoiser::denoise`], with the continuous time embedding at a fractional `t`.
+    fn denoise_at(
+        &self,
+        x_t: Tensor<B, 4>,
+        t: f64,
+        labels: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 4> {
+        let batch = x_t.dims()[0];
+        if let Err(e) = self.check_input_dims(&x_t, batch, labels.as_ref()) {
+            panic!("UNet::denoise_at: {e}");
+        }
+        let timesteps = Tensor::<B, 1>::full([batch], t, &x_t.device());
+        self.forward_float(x_t, timesteps, labels)
     }
 }
