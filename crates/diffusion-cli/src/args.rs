@@ -3,11 +3,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
-use diffusion_core::SamplerConfig;
 use diffusion_core::schedule::{BetaSchedule, ScheduleConfig};
+use diffusion_core::{
+    DdpmVariance, NoiseSchedule, PredictionType, Sampler, SamplerConfig, SamplerError,
+    TimestepSpacing,
+};
 use diffusion_train::checkpoint::CheckpointChoice;
 use diffusion_train::data::{DataConfig, DatasetSource};
 use diffusion_train::{LoadedRun, load_run};
@@ -64,42 +67,117 @@ pub fn config_name<T: DeserializeOwned>(name: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| e.to_string())
 }
 
-/// A sampler by its config name (`ddpm`, `ddim`, `dpm++`) with the library's defaults.
+/// A sampler by its name (`ddpm`, `ddim`, `dpm++`, `euler`, ...) with the library's defaults.
 fn sampler_name(name: &str) -> Result<SamplerConfig, String> {
     SamplerConfig::named(name).map_err(|e| e.to_string())
 }
 
-/// Which sampler, with how many steps.
+/// Which sampler, with how many steps, and the options of its steps.
 #[derive(Debug, Args, Clone)]
 pub struct SamplerFlags {
-    /// Sampler: ddpm (ancestral, all T steps unless --steps), ddim (50 steps unless --steps)
-    /// or dpm++ (DPM-Solver++(2M), 20 steps unless --steps) [default: ddim; denoise: ddpm].
+    /// Sampler: ddpm (ancestral, all T steps unless --steps), ddim (50 steps unless --steps),
+    /// dpm++ (DPM-Solver++(2M)), dpm++-sde (its SDE variant), euler, euler-a (Euler
+    /// ancestral), heun (2 model evaluations per step) or unipc (UniPC bh2), these 20 steps
+    /// unless --steps [default: ddim; denoise: ddpm].
     #[arg(long, value_parser = sampler_name, value_name = "NAME")]
     pub sampler: Option<SamplerConfig>,
-    /// Number of denoising steps over the whole chain (default: the sampler's).
+    /// Karras et al. (2022)'s sigma spacing (diffusers' use_karras_sigmas): "DPM++ 2M Karras"
+    /// with --sampler dpm++; dpm++, dpm++-sde, euler, euler-a, heun and unipc only.
+    #[arg(long)]
+    pub karras: bool,
+    /// Number of denoising steps over the whole chain, in 1..=T (default: the sampler's).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Which timesteps the steps visit: leading (ends at t = 0), trailing (starts at t = T-1;
+    /// better at few steps), linspace (both ends) or quadratic (dense near the data)
+    /// [default: the sampler's, leading for ddpm and ddim].
+    #[arg(long, value_parser = config_name::<TimestepSpacing>, value_name = "SPACING")]
+    pub spacing: Option<TimestepSpacing>,
+    /// DDPM's step variance: fixed-small (the posterior's, beta_tilde_t) or fixed-large
+    /// (beta_t) [default: fixed-small]; ddpm only.
+    #[arg(long, value_parser = config_name::<DdpmVariance>, value_name = "VARIANCE")]
+    pub variance: Option<DdpmVariance>,
+    /// Clip the predicted x0 to [-RANGE, RANGE] at every step (RANGE 1 when left out); ddpm
+    /// and ddim only, which clip to [-1, 1] by default.
+    #[arg(long, value_name = "RANGE", num_args = 0..=1, default_missing_value = "1")]
+    pub clip: Option<f64>,
+    /// Do not clip the predicted x0; ddpm and ddim only.
+    #[arg(long)]
+    pub no_clip: bool,
     /// DDIM's eta in [0, 1]: 0 is deterministic, 1 is as noisy as DDPM [default: 0].
     #[arg(long)]
     pub eta: Option<f64>,
 }
 
 impl SamplerFlags {
-    /// The sampler asked for (`default` when none was named), with the flags applied.
+    /// The sampler asked for (`default` when none was named), with the flags applied; a flag
+    /// the sampler does not use is an error naming it.
     pub fn config(&self, default: SamplerConfig) -> Result<SamplerConfig> {
         let mut config = self.sampler.clone().unwrap_or(default);
-        match &mut config {
-            SamplerConfig::Ddpm(c) => c.num_steps = self.steps.or(c.num_steps),
-            SamplerConfig::Ddim(c) => {
-                c.num_steps = self.steps.unwrap_or(c.num_steps);
-                c.eta = self.eta.unwrap_or(c.eta);
-            }
-            SamplerConfig::DpmSolver(c) => c.num_steps = self.steps.unwrap_or(c.num_steps),
+        if self.steps.is_some() {
+            config = config.with_num_steps(self.steps);
         }
-        if self.eta.is_some() && !matches!(config, SamplerConfig::Ddim(_)) {
-            bail!("--eta applies to --sampler ddim only");
+        if let Some(eta) = self.eta {
+            match &mut config {
+                SamplerConfig::Ddim(c) => c.eta = eta,
+                _ => bail!("--eta applies to --sampler ddim only"),
+            }
+        }
+        if let Some(spacing) = self.spacing {
+            config = config.with_spacing(spacing);
+        }
+        if self.karras {
+            config = config
+                .with_karras(true)
+                .map_err(|e| anyhow!("--karras: {e}"))?;
+        }
+        if let Some(variance) = self.variance {
+            config = config
+                .with_variance(variance)
+                .map_err(|e| anyhow!("--variance: {e}"))?;
+        }
+        match (self.clip, self.no_clip) {
+            (Some(_), true) => bail!("--clip and --no-clip contradict each other: give one"),
+            (Some(range), false) => {
+                config = config
+                    .with_clip(Some(range))
+                    .map_err(|e| anyhow!("--clip: {e}"))?;
+            }
+            (None, true) => {
+                config = config
+                    .with_clip(None)
+                    .map_err(|e| anyhow!("--no-clip: {e}"))?;
+            }
+            (None, false) => {}
         }
         Ok(config)
+    }
+
+    /// Builds `config` for a run's schedule; a bad value of a flag (steps outside the
+    /// sampler's range, a clip range that is not > 0) is an error naming the flag.
+    pub fn init<B: Backend>(
+        config: &SamplerConfig,
+        schedule: &NoiseSchedule,
+        prediction: PredictionType,
+    ) -> Result<Box<dyn Sampler<B> + Send>> {
+        config.init::<B>(schedule, prediction).map_err(|err| {
+            let flag = match &err {
+                SamplerError::OutOfRange { field, .. } => match *field {
+                    "num_steps" => Some("--steps"),
+                    "clip_sample_range" => Some("--clip"),
+                    "eta" => Some("--eta"),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match (flag, &err) {
+                (Some(flag), SamplerError::OutOfRange { value, allowed, .. }) => anyhow!(
+                    "{flag} {value} is out of range for --sampler {}: must be {allowed}",
+                    config.name()
+                ),
+                _ => anyhow!(err),
+            }
+        })
     }
 }
 
@@ -174,7 +252,7 @@ impl DataFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diffusion_core::{DdimConfig, DpmSolverConfig, PredictionType};
+    use diffusion_core::{DdimConfig, DdpmConfig, DpmSolverConfig};
     use diffusion_nets::UNetVariant;
 
     #[test]
@@ -207,6 +285,11 @@ mod tests {
         let flags = |sampler: &str, steps, eta| SamplerFlags {
             sampler: Some(sampler_name(sampler).unwrap()),
             steps,
+            spacing: None,
+            karras: false,
+            variance: None,
+            clip: None,
+            no_clip: false,
             eta,
         };
         let default = SamplerConfig::default();
@@ -231,6 +314,125 @@ mod tests {
                 .config(default.clone())
                 .is_err()
         );
-        assert!(sampler_name("euler").unwrap_err().contains("ddim"));
+        assert!(sampler_name("nope").unwrap_err().contains("ddim"));
+    }
+
+    #[test]
+    fn step_options_reach_the_sampler_or_name_the_flag() {
+        let flags = |sampler: &str| SamplerFlags {
+            sampler: Some(sampler_name(sampler).unwrap()),
+            steps: Some(10),
+            spacing: Some(TimestepSpacing::Trailing),
+            karras: false,
+            variance: None,
+            clip: None,
+            no_clip: false,
+            eta: None,
+        };
+        let default = SamplerConfig::default();
+        let ddpm = SamplerFlags {
+            variance: Some(DdpmVariance::FixedLarge),
+            clip: Some(2.5),
+            ..flags("ddpm")
+        };
+        let expected = DdpmConfig::new()
+            .with_num_steps(Some(10))
+            .with_spacing(TimestepSpacing::Trailing)
+            .with_variance(DdpmVariance::FixedLarge)
+            .with_clip_sample_range(2.5);
+        assert_eq!(
+            ddpm.config(default.clone()).unwrap(),
+            SamplerConfig::Ddpm(expected)
+        );
+        let ddim = SamplerFlags {
+            no_clip: true,
+            ..flags("ddim")
+        };
+        let expected = DdimConfig::new()
+            .with_num_steps(10)
+            .with_spacing(TimestepSpacing::Trailing)
+            .with_clip_sample(false);
+        assert_eq!(
+            ddim.config(default.clone()).unwrap(),
+            SamplerConfig::Ddim(expected)
+        );
+        let refused = [
+            (
+                SamplerFlags {
+                    variance: Some(DdpmVariance::FixedLarge),
+                    ..flags("ddim")
+                },
+                "--variance",
+            ),
+            (
+                SamplerFlags {
+                    clip: Some(1.0),
+                    ..flags("dpm++")
+                },
+                "--clip",
+            ),
+            (
+                SamplerFlags {
+                    no_clip: true,
+                    ..flags("dpm++")
+                },
+                "--no-clip",
+            ),
+            (
+                SamplerFlags {
+                    clip: Some(1.0),
+                    no_clip: true,
+                    ..flags("ddim")
+                },
+                "contradict",
+            ),
+            (
+                SamplerFlags {
+                    karras: true,
+                    ..flags("ddim")
+                },
+                "--karras",
+            ),
+        ];
+        let karras = SamplerFlags {
+            karras: true,
+            ..flags("dpm++")
+        };
+        assert_eq!(
+            karras.config(default.clone()).unwrap(),
+            SamplerConfig::DpmSolver(
+                DpmSolverConfig::new()
+                    .with_num_steps(10)
+                    .with_spacing(TimestepSpacing::Trailing)
+                    .with_karras(true)
+            )
+        );
+        for (flags, needle) in refused {
+            let err = flags.config(default.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "`{needle}` not in {err}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_flag() {
+        let schedule = diffusion_core::ScheduleConfig::new().init().unwrap();
+        let init = |config: SamplerConfig| {
+            SamplerFlags::init::<burn::backend::Flex>(&config, &schedule, PredictionType::Epsilon)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let steps = init(SamplerConfig::Ddim(DdimConfig::new().with_num_steps(1001))).unwrap();
+        assert!(
+            steps.starts_with(
+                "--steps 1001 is out of range for --sampler ddim: must be in 1..=1000"
+            ),
+            "{steps}"
+        );
+        let clip = init(SamplerConfig::Ddpm(
+            DdpmConfig::new().with_clip_sample_range(0.0),
+        ))
+        .unwrap();
+        assert!(clip.starts_with("--clip 0 is out of range"), "{clip}");
+        assert_eq!(init(SamplerConfig::default()), None);
     }
 }

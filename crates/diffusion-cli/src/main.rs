@@ -4,6 +4,7 @@ mod args;
 mod backend;
 mod commands;
 mod images;
+mod init_image;
 mod plot;
 mod progress;
 mod real_images;

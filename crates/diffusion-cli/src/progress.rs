@@ -1,5 +1,6 @@
-//! Training progress on the terminal: a bar with ETA, loss and images/s, or plain log lines
-//! when standard error is not a terminal (CI logs, redirected output).
+//! Progress on the terminal: training's bar with ETA, loss and images/s, and a bar per phase
+//! of the other commands; plain log lines when standard error is not a terminal (CI logs,
+//! redirected output).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -137,8 +138,9 @@ impl TrainObserver for TrainProgress {
     }
 }
 
-/// Progress of the phases of an evaluation (training the classifier, extracting reference
-/// features, sampling): one bar per phase on a terminal, a line every 15 s otherwise.
+/// Progress of the phases of a command (sampler steps of `sample` and `denoise`, frames of
+/// `forward`; training the classifier, extracting reference features and sampling in `eval`):
+/// one bar per phase on a terminal, a line every 15 s otherwise.
 pub struct PhaseProgress {
     bar: Option<ProgressBar>,
     phase: String,

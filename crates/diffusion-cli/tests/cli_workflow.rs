@@ -36,7 +36,7 @@ fn train_resume_sample_denoise_plot_info() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 6);
 
-    // Same seed, same images; one PNG per sample named by class; a looping GIF; a strip.
+    // Same seed, same images; one PNG per sample named by class and seed; a looping GIF; a strip.
     let sample = |seed: &str, out: &Path| {
         cli()
             .args(["sample", "--steps", "3", "-n", "4", "--seed", seed, "--run"])
@@ -93,7 +93,7 @@ fn train_resume_sample_denoise_plot_info() {
         .unwrap();
     assert_success(&out);
     for i in 0..3 {
-        let png = pngs.join(format!("sample_{i:05}_class_7.png"));
+        let png = pngs.join(format!("sample_{i:05}_class_7_seed_0.png"));
         let img = image::open(&png).unwrap();
         assert_eq!((img.width(), img.height()), (28, 28));
     }
@@ -406,12 +406,34 @@ fn training_flags_reach_the_run_config() {
 
 #[test]
 fn every_flag_has_help_text() {
+    // The flags of the sampler and of img2img and inpainting, where they are taken.
+    let sampler_flags = [
+        "--sampler",
+        "--steps",
+        "--spacing",
+        "--variance",
+        "--clip",
+        "--no-clip",
+        "--eta",
+    ];
+    let sample_flags = ["--init-image", "--strength", "--mask", "--out-dir"];
     for command in [
-        "train", "sample", "forward", "denoise", "schedule", "plot", "info", "bench",
+        "train", "sample", "forward", "denoise", "eval", "schedule", "plot", "info", "bench",
     ] {
         let out = cli().args([command, "--help"]).output().unwrap();
         assert!(out.status.success());
         let help = String::from_utf8(out.stdout).unwrap();
+        let expected: &[&str] = match command {
+            "sample" => &[&sampler_flags[..], &sample_flags[..]].concat(),
+            "denoise" | "eval" => &sampler_flags,
+            _ => &[],
+        };
+        for flag in expected {
+            let listed = help
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{flag} ")));
+            assert!(listed, "`{command} --help` does not list {flag}\n{help}");
+        }
         // Every option line ("  --flag ...") is followed by a description on the same line or
         // the next indented line; clap prints a bare flag when a doc comment is missing.
         let lines: Vec<&str> = help.lines().collect();

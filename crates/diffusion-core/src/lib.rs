@@ -40,6 +40,7 @@
 pub mod denoiser;
 pub mod forward;
 pub mod guidance;
+pub mod inpaint;
 pub mod loss_weighting;
 pub mod noise;
 pub mod oracle;
@@ -51,6 +52,7 @@ pub mod schedule;
 pub use denoiser::Denoiser;
 pub use forward::{q_sample, sample_timesteps};
 pub use guidance::{GuidanceConfig, guide};
+pub use inpaint::{InpaintError, inpaint_loop};
 pub use loss_weighting::{LossWeighting, LossWeightingError};
 pub use noise::{NoiseRng, NoiseRngState, NoiseSource};
 pub use oracle::GaussianOracle;

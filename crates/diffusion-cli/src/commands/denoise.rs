@@ -9,12 +9,13 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 use diffusion_core::{DdpmConfig, NoiseRng, SamplerConfig, noised_start, sample_loop};
 use diffusion_train::LoadedRun;
+use diffusion_train::quality::{QualityProgress, conditioning};
 
 use crate::args::{DataFlags, RunFlags, SamplerFlags};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{grid, save_png, to_images};
+use crate::progress::PhaseProgress;
 use crate::real_images::{dataset_images, mse_psnr};
-use diffusion_train::quality::conditioning;
 
 /// Denoise partly noised real images with a trained run.
 #[derive(Debug, Args)]
@@ -101,14 +102,32 @@ fn denoise<B: Backend>(args: &DenoiseArgs, device: &B::Device) -> Result<()> {
         .sampler
         .config(SamplerConfig::Ddpm(DdpmConfig::new()))?;
     let mut rng = NoiseRng::seed_from_u64(args.seed);
+    // Every sampler is built, and so its flags checked, before the first step.
+    let mut samplers = Vec::with_capacity(args.from_t.len());
+    for &t in &args.from_t {
+        let from_t = sampler_config.clone().with_start_t(Some(t));
+        samplers.push(SamplerFlags::init::<B>(
+            &from_t,
+            &schedule,
+            config.prediction_type,
+        )?);
+    }
+    let evaluations: usize = samplers.iter().map(|s| s.model_timesteps().len()).sum();
+    let mut progress = PhaseProgress::new();
+    progress.begin(
+        &format!(
+            "denoising {n} images from {} starts ({})",
+            args.from_t.len(),
+            sampler_config.name()
+        ),
+        evaluations,
+    );
+    let mut evaluated = 0;
 
     let mut columns: Vec<Tensor<B, 4>> = vec![x0.clone()];
-    println!("t_start  mse_noisy  psnr_noisy_db  mse_denoised  psnr_denoised_db");
-    for &t in &args.from_t {
-        let mut sampler = sampler_config
-            .clone()
-            .with_start_t(Some(t))
-            .init::<B>(&schedule, config.prediction_type)?;
+    let mut table =
+        vec!["t_start  mse_noisy  psnr_noisy_db  mse_denoised  psnr_denoised_db".to_string()];
+    for mut sampler in samplers {
         let start = sampler.timesteps()[0];
         let noisy = noised_start(&schedule, sampler.as_ref(), x0.clone(), &mut rng);
         let denoised = sample_loop(
@@ -117,15 +136,23 @@ fn denoise<B: Backend>(args: &DenoiseArgs, device: &B::Device) -> Result<()> {
             noisy.clone(),
             &cond,
             &mut rng,
-            |_, _, _| {},
+            |_, _, _| {
+                evaluated += 1;
+                progress.advance(evaluated);
+            },
         )?;
         let (mse_noisy, psnr_noisy) = mse_psnr(noisy.clone().clamp(-1.0, 1.0), x0.clone());
         let (mse_out, psnr_out) = mse_psnr(denoised.clone().clamp(-1.0, 1.0), x0.clone());
-        println!(
+        table.push(format!(
             "{start:>7}  {mse_noisy:>9.5}  {psnr_noisy:>13.2}  {mse_out:>12.5}  {psnr_out:>16.2}"
-        );
+        ));
         columns.push(noisy);
         columns.push(denoised);
+    }
+    progress.finish();
+    // After the bar is gone, so that it never draws over the table.
+    for line in table {
+        println!("{line}");
     }
     // Row-major tiles: for each image, original | noisy t1 | denoised t1 | ...
     let per_column: Vec<_> = columns.into_iter().map(to_images).collect::<Result<_>>()?;

@@ -38,7 +38,8 @@ pub struct EvalArgs {
     #[arg(long, requires = "run")]
     pub no_ema: bool,
     /// Score the PNG files of this folder instead of sampling (names like
-    /// sample_00012_class_3.png, as `sample --out-dir` writes them, give conditional accuracy).
+    /// sample_00012_class_3_seed_0.png, as `sample --out-dir` writes them, or
+    /// sample_00012_class_3.png give conditional accuracy).
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
     #[command(flatten)]
@@ -94,28 +95,20 @@ impl BackendTask for EvalTask {
 fn describe_source(
     args: &EvalArgs,
     step: Option<usize>,
-    sampler: Option<&SamplerConfig>,
+    sampler: Option<(&SamplerConfig, usize)>,
 ) -> serde_json::Value {
     match (&args.run, &args.images) {
         (Some(run), _) => serde_json::json!({
             "run": run.display().to_string(),
             "step": step,
             "weights": if args.no_ema { "raw" } else { "ema" },
-            "sampler": sampler.map(SamplerConfig::name),
-            "steps": sampler.map(sampler_steps),
+            "sampler": sampler.map(|(config, _)| config.name()),
+            "steps": sampler.map(|(_, steps)| steps),
             "seed": args.seed,
             "guidance": args.guidance,
         }),
         (None, Some(dir)) => serde_json::json!({ "images": dir.display().to_string() }),
         (None, None) => serde_json::Value::Null,
-    }
-}
-
-fn sampler_steps(sampler: &SamplerConfig) -> Option<usize> {
-    match sampler {
-        SamplerConfig::Ddpm(c) => c.num_steps,
-        SamplerConfig::Ddim(c) => Some(c.num_steps),
-        SamplerConfig::DpmSolver(c) => Some(c.num_steps),
     }
 }
 
@@ -133,6 +126,15 @@ fn eval<AB: AutodiffBackend>(args: &EvalArgs, device: &AB::Device) -> Result<()>
             no_ema: args.no_ema,
         };
         let loaded = flags.load::<Inner<AB>>(device)?;
+        // The sampler's flags are checked before the reference is prepared, which takes long.
+        let sampler = args.sampler.config(SamplerConfig::default())?;
+        let steps = SamplerFlags::init::<Inner<AB>>(
+            &sampler,
+            &loaded.schedule,
+            loaded.config.prediction_type,
+        )?
+        .timesteps()
+        .len();
         let data = args.data.apply(loaded.config.data.clone());
         let shape = ImageShape {
             channels: loaded.config.model.in_channels,
@@ -140,7 +142,6 @@ fn eval<AB: AutodiffBackend>(args: &EvalArgs, device: &AB::Device) -> Result<()>
             width: loaded.config.model.image_size,
         };
         let evaluator = prepare::<AB>(args, data, shape, device, &mut progress)?;
-        let sampler = args.sampler.config(SamplerConfig::default())?;
         let spec = SampleSpec {
             sampler: sampler.clone(),
             num: args.num,
@@ -171,7 +172,7 @@ fn eval<AB: AutodiffBackend>(args: &EvalArgs, device: &AB::Device) -> Result<()>
         let report = finish(args, &evaluator, &features, device, &mut progress)?;
         (
             report,
-            describe_source(args, Some(loaded.step), Some(&sampler)),
+            describe_source(args, Some(loaded.step), Some((&sampler, steps))),
         )
     } else {
         let dir = args
@@ -480,10 +481,12 @@ fn png_header(path: &Path) -> Result<(usize, usize, usize)> {
     Ok((w as usize, h as usize, channels))
 }
 
-/// The class in a name like `sample_00012_class_3.png`.
+/// The class in a name like `sample_00012_class_3_seed_0.png` or `sample_00012_class_3.png`.
 fn class_of(path: &Path) -> Option<usize> {
     let stem = path.file_stem()?.to_str()?;
-    stem.rsplit_once("_class_")?.1.parse().ok()
+    let class = stem.rsplit_once("_class_")?.1;
+    let class = class.split_once("_seed_").map_or(class, |(class, _)| class);
+    class.parse().ok()
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -499,6 +502,11 @@ mod tests {
     #[test]
     fn class_comes_from_the_sample_file_name() {
         assert_eq!(class_of(Path::new("d/sample_00012_class_3.png")), Some(3));
+        assert_eq!(
+            class_of(Path::new("d/sample_00012_class_3_seed_41.png")),
+            Some(3)
+        );
+        assert_eq!(class_of(Path::new("d/sample_00012_seed_41.png")), None);
         assert_eq!(class_of(Path::new("d/sample_00012.png")), None);
         assert_eq!(class_of(Path::new("d/x_class_y.png")), None);
     }

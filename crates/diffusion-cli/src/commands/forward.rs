@@ -8,9 +8,11 @@ use diffusion_core::forward::timesteps_tensor;
 use diffusion_core::schedule::ScheduleConfig;
 use diffusion_core::{NoiseRng, q_sample};
 use diffusion_train::data::DataConfig;
+use diffusion_train::quality::QualityProgress;
 
 use crate::args::{DataFlags, ScheduleFlags};
-use crate::images::{GifWriter, grid, save_png, to_images};
+use crate::images::{GifWriter, evenly_spaced, grid, save_png, to_images};
+use crate::progress::PhaseProgress;
 use crate::real_images::{dataset_images, file_image};
 
 type B = burn::backend::Flex;
@@ -72,18 +74,29 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             timesteps_tensor(&[t], &device),
         )
     };
+    let gif_frames = match args.gif {
+        Some(_) => evenly_spaced(t_max + 1, 60),
+        None => Vec::new(),
+    };
+    let mut progress = PhaseProgress::new();
+    progress.begin(
+        &format!("noising to {} timesteps", at.len() + gif_frames.len()),
+        at.len() + gif_frames.len(),
+    );
     let mut tiles = Vec::with_capacity(at.len());
-    for &t in &at {
+    for (i, &t) in at.iter().enumerate() {
         tiles.extend(to_images(noised(t))?);
+        progress.advance(i + 1);
     }
+    let mut gif = GifWriter::new(50, 1200);
+    for (i, &t) in gif_frames.iter().enumerate() {
+        gif.push(grid(&to_images(noised(t))?, 1));
+        progress.advance(at.len() + i + 1);
+    }
+    progress.finish();
     save_png(&grid(&tiles, tiles.len()), &args.out)?;
     eprintln!("wrote {} (t = {})", args.out.display(), join(&at));
     if let Some(path) = &args.gif {
-        let mut gif = GifWriter::new(50, 1200);
-        let frames = crate::images::evenly_spaced(t_max + 1, 60);
-        for t in frames {
-            gif.push(grid(&to_images(noised(t))?, 1));
-        }
         gif.write(path)?;
         eprintln!("wrote {}", path.display());
     }

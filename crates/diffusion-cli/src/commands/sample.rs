@@ -3,16 +3,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
-use diffusion_core::{NoiseRng, SamplerConfig, sample_loop};
-use diffusion_train::quality::conditioning;
+use diffusion_core::{NoiseRng, SamplerConfig, inpaint_loop, noised_start, sample_loop};
+use diffusion_train::quality::{QualityProgress, conditioning};
 use diffusion_train::{LoadedRun, RunDir, TrainConfig};
 use image::DynamicImage;
 
 use crate::args::{RunFlags, SamplerFlags};
 use crate::backend::{BackendTask, DeviceChoice, dispatch, ensure_available};
 use crate::images::{GifWriter, evenly_spaced, grid, save_png, to_images, upscale};
+use crate::init_image::{IMG2IMG_STRENGTH, UserImage, check_strength, strength_start};
+use crate::progress::PhaseProgress;
 
 /// Generate images from a trained run (EMA weights unless --no-ema).
 #[derive(Debug, Args)]
@@ -35,12 +38,30 @@ pub struct SampleArgs {
     /// Seed of the starting noise and of stochastic samplers.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Grid PNG to write (default: <run>/samples/<sampler>-<steps>-seed<seed>.png).
+    /// Grid PNG to write (default: <run>/samples/<sampler>-<steps>-seed<seed>.png, ending in
+    /// -img2img or -inpaint with --init-image).
     #[arg(long, value_name = "FILE.png")]
     pub out: Option<PathBuf>,
-    /// Also write one PNG per image here: sample_NNNNN.png, or sample_NNNNN_class_K.png.
+    /// Also write one PNG per image here, named by index, class and seed:
+    /// sample_NNNNN_class_K_seed_S.png (sample_NNNNN_seed_S.png without classes).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Start from this image (PNG, JPEG, any size; stretched to the model's size, converted
+    /// to its channels) noised part of the way instead of from pure noise: img2img, SDEdit
+    /// (Meng et al. 2022).
+    #[arg(long, value_name = "FILE")]
+    pub init_image: Option<PathBuf>,
+    /// With --init-image: the fraction of the reverse process to run, in (0, 1], as diffusers:
+    /// the last floor(steps * S) steps; small keeps the image, 1 starts from noise
+    /// [default: 0.8, with --mask 1].
+    #[arg(long, value_name = "S")]
+    pub strength: Option<f64>,
+    /// With --init-image: inpaint. A mask of the image's width and height, grayscale (or the
+    /// model's channels): white (>= 128) pixels keep the image, black ones are generated (the
+    /// opposite of diffusers' masks). Method: replacement, the known region is put back,
+    /// noised to the current level, after every step (no RePaint resampling).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
     /// Write the reverse process of the first images as an animated, looping GIF.
     #[arg(long, value_name = "FILE.gif")]
     pub gif: Option<PathBuf>,
@@ -94,10 +115,32 @@ impl BackendTask for SampleTask {
     }
 }
 
-fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
+/// The checks that need no run: counts, and the flags that only make sense together.
+fn check_flags(args: &SampleArgs) -> Result<Option<f64>> {
     if args.num == 0 || args.batch_size == 0 || args.strip_steps == 0 {
         bail!("-n, --batch-size and --strip-steps must be at least 1");
     }
+    if args.init_image.is_none() {
+        if args.strength.is_some() {
+            bail!("--strength needs --init-image FILE: the image to start from");
+        }
+        if args.mask.is_some() {
+            bail!("--mask needs --init-image FILE: the image whose pixels it keeps");
+        }
+        return Ok(None);
+    }
+    let default = if args.mask.is_some() {
+        1.0
+    } else {
+        IMG2IMG_STRENGTH
+    };
+    let strength = args.strength.unwrap_or(default);
+    check_strength(strength)?;
+    Ok(Some(strength))
+}
+
+fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
+    let strength = check_flags(args)?;
     let LoadedRun {
         config,
         model,
@@ -105,14 +148,33 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
         ..
     } = args.run.load::<B>(device)?;
     let labels = labels_for(&config, args.class, args.num)?;
-    let sampler_config = args.sampler.config(SamplerConfig::default())?;
-    let mut sampler = sampler_config.init::<B>(&schedule, config.prediction_type)?;
-    let steps = sampler.timesteps().len();
     let (c, size) = (config.model.in_channels, config.model.image_size);
+    let mut sampler_config = args.sampler.config(SamplerConfig::default())?;
+    let mut sampler = SamplerFlags::init::<B>(&sampler_config, &schedule, config.prediction_type)?;
+    let user = match (&args.init_image, strength) {
+        (Some(path), Some(strength)) => {
+            let user = UserImage::<B>::load(path, args.mask.as_deref(), c, size, device)?;
+            let start_t = strength_start(sampler.timesteps(), strength)?;
+            sampler_config = sampler_config.with_start_t(Some(start_t));
+            sampler = SamplerFlags::init::<B>(&sampler_config, &schedule, config.prediction_type)?;
+            if user.mask.is_some() {
+                eprintln!(
+                    "inpainting: {:.1}% of the pixels kept, the rest generated; from t = {start_t}",
+                    100.0 * user.known_fraction
+                );
+            } else {
+                eprintln!("img2img: strength {strength}, from t = {start_t}");
+            }
+            Some((user, strength))
+        }
+        _ => None,
+    };
+    let steps = sampler.timesteps().len();
+    let evaluations = sampler.model_timesteps().len();
     let mut rng = NoiseRng::seed_from_u64(args.seed);
 
-    let gif_steps = evenly_spaced(steps, 60);
-    let strip_steps = evenly_spaced(steps, args.strip_steps);
+    let gif_steps = evenly_spaced(evaluations, 60);
+    let strip_steps = evenly_spaced(evaluations, args.strip_steps);
     let mut gif = GifWriter::new(60, 1500);
     let mut strip_columns: Vec<Vec<DynamicImage>> = Vec::new();
     let watched = 16.min(args.num);
@@ -122,9 +184,26 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
 
     let mut images = Vec::with_capacity(args.num);
     let started = std::time::Instant::now();
+    let mut progress = PhaseProgress::new();
+    progress.begin(
+        &format!(
+            "sampling {} images ({}, {steps} steps)",
+            args.num,
+            sampler_config.name()
+        ),
+        args.num.div_ceil(args.batch_size) * evaluations,
+    );
+    let mut evaluated = 0;
     for (chunk, start) in (0..args.num).step_by(args.batch_size).enumerate() {
         let n = args.batch_size.min(args.num - start);
-        let x_t = rng.gaussian_tensor::<B, 4>([n, c, size, size], device);
+        let x_t = match &user {
+            // Inpainting at full strength starts from noise, as diffusers' does.
+            Some((user, strength)) if user.mask.is_none() || *strength < 1.0 => {
+                let x0 = user.image.clone().expand([n, c, size, size]);
+                noised_start(&schedule, sampler.as_ref(), x0, &mut rng)
+            }
+            _ => rng.gaussian_tensor::<B, 4>([n, c, size, size], device),
+        };
         let chunk_labels = labels.as_ref().map(|l| &l[start..start + n]);
         let cond = conditioning::<B>(
             chunk_labels,
@@ -140,39 +219,51 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
                 columns,
             ));
         }
-        let x0 = sample_loop(
-            &model,
-            sampler.as_mut(),
-            x_t,
-            &cond,
-            &mut rng,
-            |i, _t, x| {
-                if !record || frame_error.is_some() {
-                    return;
-                }
-                let wanted_gif = args.gif.is_some() && gif_steps.contains(&i);
-                let wanted_strip = args.strip.is_some() && strip_steps.contains(&i);
-                if !(wanted_gif || wanted_strip) {
-                    return;
-                }
-                match to_images(x.clone().slice(0..watched.min(n))) {
-                    Ok(tiles) => {
-                        if wanted_gif {
-                            gif.push(grid(&tiles, columns));
-                        }
-                        if wanted_strip {
-                            strip_columns.push(tiles.into_iter().take(8).collect());
-                        }
+        let mut on_step = |i: usize, _t: usize, x: &Tensor<B, 4>| {
+            evaluated += 1;
+            progress.advance(evaluated);
+            if !record || frame_error.is_some() {
+                return;
+            }
+            let wanted_gif = args.gif.is_some() && gif_steps.contains(&i);
+            let wanted_strip = args.strip.is_some() && strip_steps.contains(&i);
+            if !(wanted_gif || wanted_strip) {
+                return;
+            }
+            match to_images(x.clone().slice(0..watched.min(n))) {
+                Ok(tiles) => {
+                    if wanted_gif {
+                        gif.push(grid(&tiles, columns));
                     }
-                    Err(err) => frame_error = Some(err),
+                    if wanted_strip {
+                        strip_columns.push(tiles.into_iter().take(8).collect());
+                    }
                 }
-            },
-        )?;
+                Err(err) => frame_error = Some(err),
+            }
+        };
+        let known = user
+            .as_ref()
+            .and_then(|(u, _)| Some((&u.image, u.mask.as_ref()?)));
+        let x0 = match known {
+            Some((image, mask)) => inpaint_loop(
+                &model,
+                sampler.as_mut(),
+                x_t,
+                image.clone(),
+                mask.clone(),
+                &cond,
+                &mut rng,
+                &mut on_step,
+            )?,
+            None => sample_loop(&model, sampler.as_mut(), x_t, &cond, &mut rng, &mut on_step)?,
+        };
         if let Some(err) = frame_error {
             return Err(err);
         }
         images.extend(to_images(x0)?);
     }
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "sampled {} images with {steps} steps in {elapsed:.1}s ({:.2} images/s)",
@@ -181,13 +272,22 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     );
 
     let out = args.out.clone().unwrap_or_else(|| {
-        let name = format!("{}-{steps}-seed{}.png", sampler_config.name(), args.seed);
+        let kind = match &user {
+            Some((user, _)) if user.mask.is_some() => "-inpaint",
+            Some(_) => "-img2img",
+            None => "",
+        };
+        let name = format!(
+            "{}-{steps}-seed{}{kind}.png",
+            sampler_config.name(),
+            args.seed
+        );
         RunDir::new(&args.run.run).samples_dir().join(name)
     });
     save_png(&grid(&images, columns), &out)?;
     eprintln!("wrote {}", out.display());
     if let Some(dir) = &args.out_dir {
-        write_individual(&images, labels.as_deref(), dir)?;
+        write_individual(&images, labels.as_deref(), args.seed, dir)?;
         eprintln!("wrote {} images to {}", images.len(), dir.display());
     }
     if let Some(path) = &args.gif {
@@ -202,11 +302,16 @@ fn sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<()> {
     Ok(())
 }
 
-fn write_individual(images: &[DynamicImage], labels: Option<&[usize]>, dir: &Path) -> Result<()> {
+fn write_individual(
+    images: &[DynamicImage],
+    labels: Option<&[usize]>,
+    seed: u64,
+    dir: &Path,
+) -> Result<()> {
     for (i, image) in images.iter().enumerate() {
         let name = match labels {
-            Some(labels) => format!("sample_{i:05}_class_{}.png", labels[i]),
-            None => format!("sample_{i:05}.png"),
+            Some(labels) => format!("sample_{i:05}_class_{}_seed_{seed}.png", labels[i]),
+            None => format!("sample_{i:05}_seed_{seed}.png"),
         };
         save_png(image, &dir.join(name))?;
     }
