@@ -173,9 +173,14 @@ fn a_second_sigint_after_the_grace_period_quits_at_once_without_saving() {
     let config = slow_preview_config(dir.path());
     let run = dir.path().join("run");
     let mut training = Training::start(&config, &run);
-    // The first preview is written: the second one (seconds long) has just begun.
-    let first = run.join("samples/step-00000001.png");
-    training.wait_until("the first preview", || first.is_file());
+    // The first preview is reported, and step 1's own stop check (right after the report) is
+    // behind us: the request lands in step 2, whose preview (seconds long) it must wait for.
+    // Signalling as soon as the PNG exists raced with the end of step 1 on a loaded machine.
+    let stderr = run.with_extension("stderr.txt");
+    training.wait_until("the first preview", || {
+        std::fs::read_to_string(&stderr).is_ok_and(|text| text.contains("step 1: preview"))
+    });
+    std::thread::sleep(Duration::from_millis(250));
     training.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(1300));
     let asked = Instant::now();
