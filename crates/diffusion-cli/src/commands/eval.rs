@@ -162,11 +162,8 @@ fn eval<AB: AutodiffBackend>(args: &EvalArgs, device: &AB::Device) -> Result<()>
             &spec,
             labels.as_deref(),
             device,
-            &mut |images, labels| {
-                evaluator.observe(&mut features, images, labels)?;
-                progress.advance(features.n);
-                Ok(())
-            },
+            &mut |images, labels| evaluator.observe(&mut features, images, labels),
+            &mut |done| progress.advance(done),
         )?;
         progress.finish();
         let report = finish(args, &evaluator, &features, device, &mut progress)?;

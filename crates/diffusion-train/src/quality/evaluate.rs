@@ -325,7 +325,7 @@ impl<B: Backend> Evaluator<B> {
         }
     }
 
-    /// Adds a batch of images (`[n, c, h, w]` in `[-1, 1]`, the reference's shape) and the
+    /// Adds a batch of images (`[n, c, h, w]`, clamped to `[-1, 1]`, the reference's shape) and the
     /// classes they were asked for (conditional samples) to `into`.
     pub fn observe(
         &self,
@@ -340,6 +340,10 @@ impl<B: Backend> Evaluator<B> {
             width,
         };
         check_shape(shape, self.image_shape(), &self.splits.dataset)?;
+        // Scored as a PNG of them would hold them: samplers that never clip (DPM-Solver++,
+        // Euler, Heun, UniPC) can return pixels far outside [-1, 1], which a feature network
+        // has never seen and which no saved image shows.
+        let images = images.clamp(-1.0, 1.0);
         if let (Some(classifier), Some(features)) = (&self.classifier, &mut into.classifier) {
             features.push_tensor(classifier.model.features(images.clone()))?;
             let predicted = classifier.model.predict(images.clone()).into_data();

@@ -386,6 +386,7 @@ fn measure<B: Backend>(
         labels.as_deref(),
         device,
         &mut |images, labels| eval.evaluator.observe(&mut features, images, labels),
+        &mut |_| {},
     )?;
     eval.evaluator.score(&features)
 }
