@@ -265,6 +265,12 @@ def sigma_loop_cases(gen):
         ("unipc", linear, dict(prediction_type="epsilon", solver_order=3), 15),
         ("unipc", linear, dict(prediction_type="sample", solver_type="bh1", timestep_spacing="trailing"), 8),
         ("unipc", cosine, dict(prediction_type="epsilon", solver_order=1), 10),
+        # x0 clipped to [-1, 1]: Heun's clip_sample; thresholding with sample_max_value = 1.
+        ("heun", linear, dict(prediction_type="epsilon", clip_sample=True), 8),
+        ("dpm++", linear, dict(prediction_type="epsilon", thresholding=True, sample_max_value=1.0), 12),
+        ("dpm++", linear, dict(prediction_type="v_prediction", thresholding=True, sample_max_value=1.0,
+                               algorithm_type="sde-dpmsolver++", use_karras_sigmas=True), 10),
+        ("unipc", linear, dict(prediction_type="epsilon", thresholding=True, sample_max_value=1.0), 12),
     ]
     for name, schedule, options, steps in runs:
         cls = SIGMA_SCHEDULERS[name]

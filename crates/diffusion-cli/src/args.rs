@@ -97,11 +97,12 @@ pub struct SamplerFlags {
     /// (beta_t) [default: fixed-small]; ddpm only.
     #[arg(long, value_parser = config_name::<DdpmVariance>, value_name = "VARIANCE")]
     pub variance: Option<DdpmVariance>,
-    /// Clip the predicted x0 to [-RANGE, RANGE] at every step (RANGE 1 when left out); ddpm
-    /// and ddim only, which clip to [-1, 1] by default.
+    /// Clip the predicted x0 to [-RANGE, RANGE] at every step (RANGE 1 when left out; for
+    /// dpm++ and unipc this is diffusers' thresholding with sample_max_value 1). ddpm and ddim
+    /// clip to [-1, 1] by default, the others do not.
     #[arg(long, value_name = "RANGE", num_args = 0..=1, default_missing_value = "1")]
     pub clip: Option<f64>,
-    /// Do not clip the predicted x0; ddpm and ddim only.
+    /// Do not clip the predicted x0 (turns off the default clip of ddpm and ddim).
     #[arg(long)]
     pub no_clip: bool,
     /// DDIM's eta in [0, 1]: 0 is deterministic, 1 is as noisy as DDPM [default: 0].
@@ -139,14 +140,10 @@ impl SamplerFlags {
         match (self.clip, self.no_clip) {
             (Some(_), true) => bail!("--clip and --no-clip contradict each other: give one"),
             (Some(range), false) => {
-                config = config
-                    .with_clip(Some(range))
-                    .map_err(|e| anyhow!("--clip: {e}"))?;
+                config = config.with_clip(Some(range));
             }
             (None, true) => {
-                config = config
-                    .with_clip(None)
-                    .map_err(|e| anyhow!("--no-clip: {e}"))?;
+                config = config.with_clip(None);
             }
             (None, false) => {}
         }
@@ -367,20 +364,6 @@ mod tests {
             (
                 SamplerFlags {
                     clip: Some(1.0),
-                    ..flags("dpm++")
-                },
-                "--clip",
-            ),
-            (
-                SamplerFlags {
-                    no_clip: true,
-                    ..flags("dpm++")
-                },
-                "--no-clip",
-            ),
-            (
-                SamplerFlags {
-                    clip: Some(1.0),
                     no_clip: true,
                     ..flags("ddim")
                 },
@@ -396,6 +379,7 @@ mod tests {
         ];
         let karras = SamplerFlags {
             karras: true,
+            clip: Some(1.0),
             ..flags("dpm++")
         };
         assert_eq!(
@@ -405,6 +389,7 @@ mod tests {
                     .with_num_steps(10)
                     .with_spacing(TimestepSpacing::Trailing)
                     .with_karras(true)
+                    .with_clip_sample(true)
             )
         );
         for (flags, needle) in refused {

@@ -159,6 +159,22 @@ fn sampler_options_apply_or_are_refused_in_one_line() {
         std::fs::read(path).unwrap()
     };
     assert_ne!(grid(&[], "clip.png"), grid(&["--no-clip"], "no-clip.png"));
+    // Karras sigmas reach the sigma samplers.
+    let png = |args: &[&str]| {
+        let path = dir.path().join("karras-check.png");
+        let mut all = vec!["--steps", "3", "--out", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        assert_success(&sample(&run, &all));
+        std::fs::read(path).unwrap()
+    };
+    for sampler in ["euler", "heun", "dpm++", "unipc"] {
+        let plain = png(&["--sampler", sampler]);
+        let karras = png(&["--sampler", sampler, "--karras"]);
+        assert_ne!(plain, karras, "--karras had no effect on {sampler}");
+        // The tiny net's x0 predictions leave [-1, 1] at 3 steps: a clip shows.
+        let clipped = png(&["--sampler", sampler, "--clip"]);
+        assert_ne!(plain, clipped, "--clip had no effect on {sampler}");
+    }
 
     let (init, mask) = (dir.path().join("init.png"), dir.path().join("mask.png"));
     write_init_image(&init);
@@ -197,16 +213,16 @@ fn sampler_options_apply_or_are_refused_in_one_line() {
             "--variance: the ddim sampler does not use",
         ),
         (
-            vec!["--sampler", "dpm++", "--clip", "1"],
-            "--clip: the dpm++ sampler does not use",
-        ),
-        (
-            vec!["--sampler", "dpm++", "--no-clip"],
-            "--no-clip: the dpm++ sampler does not use",
-        ),
-        (
             vec!["--clip", "--no-clip"],
             "--clip and --no-clip contradict",
+        ),
+        (
+            vec!["--sampler", "ddim", "--karras"],
+            "--karras: the ddim sampler does not use",
+        ),
+        (
+            vec!["--sampler", "heun", "--steps", "1001"],
+            "--steps 1001 is out of range for --sampler heun",
         ),
         (
             vec!["--sampler", "ddpm", "--eta", "0.5"],
@@ -299,7 +315,11 @@ fn denoise_eval_and_forward_check_their_flags_and_show_progress() {
             .unwrap()
     };
     assert_one_line_error(&eval(&["--steps", "2000"]), "--steps 2000 is out of range");
-    assert_one_line_error(&eval(&["--sampler", "dpm++", "--clip"]), "--clip");
+    assert_one_line_error(
+        &eval(&["--sampler", "dpm++", "--variance", "fixed-large"]),
+        "--variance",
+    );
+    assert_one_line_error(&eval(&["--sampler", "ddim", "--karras"]), "--karras");
     assert_one_line_error(&eval(&["--checkpoint", "3"]), "it keeps steps 0, 2, 4");
     assert!(
         !data_dir.exists(),

@@ -411,6 +411,7 @@ fn every_flag_has_help_text() {
         "--sampler",
         "--steps",
         "--spacing",
+        "--karras",
         "--variance",
         "--clip",
         "--no-clip",

@@ -320,6 +320,12 @@ fn sigma_sampler_of(case: &Value) -> SamplerConfig {
     let config = &case["config"];
     let steps = case["num_inference_steps"].as_u64().unwrap() as usize;
     let karras = bool_of(config, "use_karras_sigmas", false);
+    // Heun's clip_sample, and DPM-Solver++'s and UniPC's thresholding with
+    // sample_max_value = 1 (a plain clip to [-1, 1]).
+    let clip = bool_of(config, "clip_sample", false) || bool_of(config, "thresholding", false);
+    if bool_of(config, "thresholding", false) {
+        assert_eq!(config["sample_max_value"].as_f64(), Some(1.0), "{config}");
+    }
     let uint = |key: &str, default: u64| config.get(key).and_then(Value::as_u64).unwrap_or(default);
     let sigma = || {
         SigmaConfig::new()
@@ -327,6 +333,7 @@ fn sigma_sampler_of(case: &Value) -> SamplerConfig {
             .with_spacing(spacing_of(config, "linspace"))
             .with_steps_offset(uint("steps_offset", 0) as usize)
             .with_karras(karras)
+            .with_clip_sample(clip)
     };
     match case["sampler"].as_str().unwrap() {
         "euler" => SamplerConfig::Euler(sigma()),
@@ -338,6 +345,7 @@ fn sigma_sampler_of(case: &Value) -> SamplerConfig {
                 .with_solver_order(uint("solver_order", 2) as usize)
                 .with_spacing(spacing_of(config, "linspace"))
                 .with_karras(karras)
+                .with_clip_sample(clip)
                 .with_algorithm(match str_of(config, "algorithm_type", "dpmsolver++") {
                     "dpmsolver++" => DpmAlgorithm::Ode,
                     "sde-dpmsolver++" => DpmAlgorithm::Sde,
@@ -350,6 +358,7 @@ fn sigma_sampler_of(case: &Value) -> SamplerConfig {
                 .with_solver_order(uint("solver_order", 2) as usize)
                 .with_spacing(spacing_of(config, "linspace"))
                 .with_karras(karras)
+                .with_clip_sample(clip)
                 .with_variant(match str_of(config, "solver_type", "bh2") {
                     "bh1" => UniPcVariant::Bh1,
                     "bh2" => UniPcVariant::Bh2,

@@ -160,18 +160,23 @@ impl SamplerConfig {
         }
     }
 
-    /// The same DDPM or DDIM sampler with the predicted `x0` clipped to `[-range, range]`
-    /// (`Some`) or not clipped (`None`); an error for the samplers that never clip.
-    pub fn with_clip(self, clip: Option<f64>) -> Result<Self, SamplerError> {
+    /// The same sampler with the predicted `x0` clipped to `[-range, range]` (`Some`) or not
+    /// clipped (`None`). DDPM and DDIM clip to `[-1, 1]` by default, the others do not.
+    pub fn with_clip(self, clip: Option<f64>) -> Self {
         let (on, range) = (clip.is_some(), clip.unwrap_or(1.0));
+        macro_rules! clipped {
+            ($variant:ident, $config:expr) => {
+                Self::$variant($config.with_clip_sample(on).with_clip_sample_range(range))
+            };
+        }
         match self {
-            Self::Ddpm(config) => Ok(Self::Ddpm(
-                config.with_clip_sample(on).with_clip_sample_range(range),
-            )),
-            Self::Ddim(config) => Ok(Self::Ddim(
-                config.with_clip_sample(on).with_clip_sample_range(range),
-            )),
-            other => Err(not_used("clip", other.name())),
+            Self::Ddpm(config) => clipped!(Ddpm, config),
+            Self::Ddim(config) => clipped!(Ddim, config),
+            Self::DpmSolver(config) => clipped!(DpmSolver, config),
+            Self::Euler(config) => clipped!(Euler, config),
+            Self::EulerAncestral(config) => clipped!(EulerAncestral, config),
+            Self::Heun(config) => clipped!(Heun, config),
+            Self::UniPc(config) => clipped!(UniPc, config),
         }
     }
 

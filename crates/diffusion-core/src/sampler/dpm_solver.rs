@@ -37,7 +37,9 @@ use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
 use super::sigmas::{Ladder, alpha_bar_of};
-use super::{Sampler, SamplerError, TimestepSpacing, check_multistep, out_of_range};
+use super::{
+    Sampler, SamplerError, TimestepSpacing, check_clip, check_multistep, clip_x0, out_of_range,
+};
 use crate::{NoiseSchedule, NoiseSource, PredictionType};
 
 /// Which DPM-Solver++ update (diffusers' `algorithm_type`).
@@ -76,6 +78,14 @@ pub struct DpmSolverConfig {
     /// The ODE or the SDE update.
     #[config(default = "DpmAlgorithm::Ode")]
     pub algorithm: DpmAlgorithm,
+    /// Clip the data prediction to `[-clip_sample_range, clip_sample_range]` before each
+    /// update (diffusers' `thresholding=True` with `sample_max_value=1`, which is a plain clip
+    /// at range 1; off by default, as there).
+    #[config(default = false)]
+    pub clip_sample: bool,
+    /// Bound of the clip; finite and > 0.
+    #[config(default = 1.0)]
+    pub clip_sample_range: f64,
     /// Start the reverse process at this timestep instead of the noisiest (`None`); only
     /// timesteps `<= start_t` are visited.
     pub start_t: Option<usize>,
@@ -91,6 +101,7 @@ impl DpmSolverConfig {
         if !(1..=2).contains(&self.solver_order) {
             return Err(out_of_range("solver_order", self.solver_order, "1 or 2"));
         }
+        let clip = check_clip(self.clip_sample, self.clip_sample_range)?;
         let ladder = Ladder::solver(
             schedule,
             self.spacing,
@@ -107,6 +118,7 @@ impl DpmSolverConfig {
             prediction,
             solver_order: self.solver_order,
             algorithm: self.algorithm,
+            clip,
             previous: None,
             next_step: 0,
         })
@@ -131,6 +143,7 @@ pub struct DpmSolver<B: Backend> {
     prediction: PredictionType,
     solver_order: usize,
     algorithm: DpmAlgorithm,
+    clip: Option<f64>,
     previous: Option<History<B>>,
     next_step: usize,
 }
@@ -176,11 +189,13 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
         let (alpha_bar_t, alpha_bar_prev) =
             (self.alpha_bars[step_index], self.alpha_bars[step_index + 1]);
 
-        // convert_model_output: the data prediction m0 = D0.
-        let pred_x0 = self
-            .prediction
-            .split(model_output, x_t.clone(), alpha_bar_t)
-            .pred_x0;
+        // convert_model_output: the data prediction m0 = D0, clipped if asked.
+        let pred_x0 = clip_x0(
+            self.prediction
+                .split(model_output, x_t.clone(), alpha_bar_t)
+                .pred_x0,
+            self.clip,
+        );
 
         // dpm_solver_first_order_update. At the final step h = +inf: exp(-h) = 0 and
         // sigma_prev / sigma_t = 0, so x_prev = pred_x0.

@@ -17,7 +17,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::euler_ancestral::ancestral_update;
 use super::sigmas::{Ladder, SigmaConfig, alpha_bar_of, scale};
-use super::{Sampler, SamplerError, check_step};
+use super::{Sampler, SamplerError, check_clip, check_step, clip_x0};
 use crate::{NoiseSchedule, NoiseSource, PredictionType};
 
 /// The Euler sampler: deterministic, first order, or with `ancestral` the Euler ancestral
@@ -26,6 +26,7 @@ use crate::{NoiseSchedule, NoiseSource, PredictionType};
 pub struct Euler {
     ladder: Ladder,
     prediction: PredictionType,
+    clip: Option<f64>,
     ancestral: bool,
 }
 
@@ -39,6 +40,7 @@ impl Euler {
         Ok(Self {
             ladder: config.ladder(schedule)?,
             prediction,
+            clip: check_clip(config.clip_sample, config.clip_sample_range)?,
             ancestral: false,
         })
     }
@@ -56,17 +58,18 @@ impl Euler {
     }
 }
 
-/// `pred_x0` and `x_sigma` of a state `x_t` at `sigma`.
+/// `pred_x0` (clipped to `[-clip, clip]` if asked) and `x_sigma` of a state `x_t` at `sigma`.
 pub(crate) fn to_sigma_space<B: Backend>(
     prediction: PredictionType,
     model_output: Tensor<B, 4>,
     x_t: Tensor<B, 4>,
     sigma: f64,
+    clip: Option<f64>,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let pred_x0 = prediction
         .split(model_output, x_t.clone(), alpha_bar_of(sigma))
         .pred_x0;
-    (pred_x0, x_t.mul_scalar(scale(sigma)))
+    (clip_x0(pred_x0, clip), x_t.mul_scalar(scale(sigma)))
 }
 
 impl<B: Backend> Sampler<B> for Euler {
@@ -98,7 +101,8 @@ impl<B: Backend> Sampler<B> for Euler {
             self.ladder.sigmas[step_index],
             self.ladder.sigmas[step_index + 1],
         );
-        let (pred_x0, x_sigma) = to_sigma_space(self.prediction, model_output, x_t, sigma);
+        let (pred_x0, x_sigma) =
+            to_sigma_space(self.prediction, model_output, x_t, sigma, self.clip);
         let derivative = (x_sigma.clone() - pred_x0).div_scalar(sigma);
         let x_next = if self.ancestral {
             ancestral_update(x_sigma, derivative, sigma, sigma_next, noise)

@@ -21,7 +21,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::euler::to_sigma_space;
 use super::sigmas::{SigmaConfig, alpha_bar_of, scale};
-use super::{Sampler, SamplerError, check_multistep};
+use super::{Sampler, SamplerError, check_clip, check_multistep};
 use crate::{NoiseSchedule, NoiseSource, PredictionType};
 
 /// The first half of a Heun step, waiting for the model's output at `sigma_next`.
@@ -42,6 +42,7 @@ pub struct Heun<B: Backend> {
     /// One entry per evaluation, plus the final 0.
     eval_sigmas: Vec<f64>,
     prediction: PredictionType,
+    clip: Option<f64>,
     pending: Option<Pending<B>>,
     next_eval: usize,
 }
@@ -67,6 +68,7 @@ impl<B: Backend> Heun<B> {
             eval_timesteps,
             eval_sigmas,
             prediction,
+            clip: check_clip(config.clip_sample, config.clip_sample_range)?,
             pending: None,
             next_eval: 0,
         })
@@ -108,7 +110,8 @@ impl<B: Backend> Sampler<B> for Heun<B> {
         self.next_eval = eval_index + 1;
         let sigma_here = self.eval_sigmas[eval_index];
         let sigma_after = self.eval_sigmas[eval_index + 1];
-        let (pred_x0, x_sigma) = to_sigma_space(self.prediction, model_output, x_t, sigma_here);
+        let (pred_x0, x_sigma) =
+            to_sigma_space(self.prediction, model_output, x_t, sigma_here, self.clip);
         let derivative = (x_sigma.clone() - pred_x0).div_scalar(sigma_here);
         let x_next = match self.pending.take() {
             // First order: an Euler step to sigma_next, kept for the correction.

@@ -215,6 +215,26 @@ pub(crate) fn check_multistep(
     }
 }
 
+/// The clip of a config's `clip_sample` / `clip_sample_range`: `None` when off, an error for a
+/// range that is not finite and > 0.
+pub(crate) fn check_clip(clip_sample: bool, range: f64) -> Result<Option<f64>, SamplerError> {
+    if !clip_sample {
+        return Ok(None);
+    }
+    if !(range.is_finite() && range > 0.0) {
+        return Err(out_of_range("clip_sample_range", range, "finite and > 0"));
+    }
+    Ok(Some(range))
+}
+
+/// `x0` clamped to `[-range, range]`, or as it is.
+pub(crate) fn clip_x0<B: Backend>(x0: Tensor<B, 4>, clip: Option<f64>) -> Tensor<B, 4> {
+    match clip {
+        Some(range) => x0.clamp(-range, range),
+        None => x0,
+    }
+}
+
 /// Checks a step index against the timestep list.
 pub(crate) fn check_step(step_index: usize, len: usize) -> Result<(), SamplerError> {
     if step_index < len {

@@ -39,6 +39,14 @@ pub struct SigmaConfig {
     /// Start the reverse process at this timestep instead of the noisiest (`None`); only
     /// steps starting at or below it are run.
     pub start_t: Option<usize>,
+    /// Clip the predicted `x0` to `[-clip_sample_range, clip_sample_range]` before each slope
+    /// (Heun's `clip_sample` in diffusers; its Euler schedulers have none, the same clip is
+    /// offered here). Off by default, as there.
+    #[config(default = false)]
+    pub clip_sample: bool,
+    /// Bound of the clip; finite and > 0.
+    #[config(default = 1.0)]
+    pub clip_sample_range: f64,
 }
 
 impl SigmaConfig {

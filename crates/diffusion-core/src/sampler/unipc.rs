@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::dpm_solver::alpha_sigma_lambda;
 use super::sigmas::{Ladder, alpha_bar_of};
-use super::{Sampler, SamplerError, TimestepSpacing, check_multistep, out_of_range};
+use super::{
+    Sampler, SamplerError, TimestepSpacing, check_clip, check_multistep, clip_x0, out_of_range,
+};
 use crate::{NoiseSchedule, NoiseSource, PredictionType};
 
 /// UniPC's `B(h)` (diffusers' `solver_type`).
@@ -61,6 +63,14 @@ pub struct UniPcConfig {
     /// Karras et al. (2022)'s sigmas over the whole schedule, as for DPM-Solver++.
     #[config(default = false)]
     pub karras: bool,
+    /// Clip the data prediction to `[-clip_sample_range, clip_sample_range]` before each
+    /// update (diffusers' `thresholding=True` with `sample_max_value=1`, which is a plain clip
+    /// at range 1; off by default, as there).
+    #[config(default = false)]
+    pub clip_sample: bool,
+    /// Bound of the clip; finite and > 0.
+    #[config(default = 1.0)]
+    pub clip_sample_range: f64,
     /// Start the reverse process at this timestep instead of the noisiest (`None`).
     pub start_t: Option<usize>,
 }
@@ -75,6 +85,7 @@ impl UniPcConfig {
         if !(1..=3).contains(&self.solver_order) {
             return Err(out_of_range("solver_order", self.solver_order, "1, 2 or 3"));
         }
+        let clip = check_clip(self.clip_sample, self.clip_sample_range)?;
         let ladder = Ladder::solver(
             schedule,
             self.spacing,
@@ -94,6 +105,7 @@ impl UniPcConfig {
             prediction,
             solver_order: self.solver_order,
             variant: self.variant,
+            clip,
             history: Vec::new(),
             last: None,
             next_step: 0,
@@ -117,6 +129,7 @@ pub struct UniPc<B: Backend> {
     prediction: PredictionType,
     solver_order: usize,
     variant: UniPcVariant,
+    clip: Option<f64>,
     /// Data predictions, newest first, at most `solver_order`.
     history: Vec<Tensor<B, 4>>,
     last: Option<Last<B>>,
@@ -285,10 +298,12 @@ impl<B: Backend> Sampler<B> for UniPc<B> {
             <Self as Sampler<B>>::reset(self);
         }
         let (alpha, _, _) = self.levels[step_index];
-        let m_now = self
-            .prediction
-            .split(model_output, x_t.clone(), alpha * alpha)
-            .pred_x0;
+        let m_now = clip_x0(
+            self.prediction
+                .split(model_output, x_t.clone(), alpha * alpha)
+                .pred_x0,
+            self.clip,
+        );
 
         // UniC: correct this state with the prediction just made at it.
         let x = match self.last.take() {
