@@ -64,6 +64,10 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Measure training and sampling speed and peak memory (JSON; see `cargo xtask bench`).
     Bench(commands::bench::BenchArgs),
+    /// Import a diffusers UNet2DModel folder (safetensors or .bin) as a run directory.
+    ImportDiffusers(commands::import_diffusers::ImportDiffusersArgs),
+    /// Write a run's network as a diffusers UNet2DModel folder (safetensors).
+    Export(commands::export::ExportArgs),
     /// Print a noise schedule (betas, alpha_bar, SNR) as JSON or CSV, or plot it.
     Schedule(commands::schedule::ScheduleArgs),
 }
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Schedule(args) => commands::schedule::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::ImportDiffusers(args) => commands::import_diffusers::run(args),
+        Command::Export(args) => commands::export::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -419,7 +419,17 @@ fn every_flag_has_help_text() {
     ];
     let sample_flags = ["--init-image", "--strength", "--mask", "--out-dir"];
     for command in [
-        "train", "sample", "forward", "denoise", "eval", "schedule", "plot", "info", "bench",
+        "train",
+        "sample",
+        "forward",
+        "denoise",
+        "eval",
+        "schedule",
+        "plot",
+        "info",
+        "bench",
+        "import-diffusers",
+        "export",
     ] {
         let out = cli().args([command, "--help"]).output().unwrap();
         assert!(out.status.success());

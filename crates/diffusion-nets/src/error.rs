@@ -35,6 +35,14 @@ pub enum NetError {
     /// A diffusers state dict does not fit the network.
     #[error("cannot load diffusers weights: {0}")]
     Import(String),
+    /// A diffusers config option this crate cannot build or express.
+    #[error("cannot map diffusers option `{option}`: {message}")]
+    DiffusersOption {
+        /// The option, as spelled in diffusers' `config.json`.
+        option: String,
+        /// Its value and what is supported instead.
+        message: String,
+    },
     /// An input tensor does not have the shape the network expects.
     #[error("invalid input shape: {0}")]
     Shape(String),

@@ -53,6 +53,15 @@ pub enum TrainError {
         lock_file: PathBuf,
     },
 
+    /// A diffusers folder cannot be imported or exported.
+    #[error("{path}: {message}")]
+    Diffusers {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The option, tensor or file problem, in one line.
+        message: String,
+    },
+
     /// No complete checkpoint exists in the run directory.
     #[error("no complete checkpoint in {run_dir}/checkpoints")]
     NoCheckpoint {

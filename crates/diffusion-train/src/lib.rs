@@ -5,7 +5,8 @@
 //! label dropping, weighted loss), [`grad_clip`], [`optim`], [`lr_schedule`] and [`ema`] (the
 //! pieces of one optimizer step), [`checkpoint`] (the run directory: lock, atomic checkpoints,
 //! resume), [`metrics`] and [`observer`] (what the loop reports), [`trainer`] (the loop) and
-//! [`inference`] (rebuild a trained network from a run directory). [`mod@image_grid`] writes the
+//! [`inference`] (rebuild a trained network from a run directory); [`interop`] turns a
+//! diffusers `UNet2DModel` folder into a run directory and back. [`mod@image_grid`] writes the
 //! preview grids and is shared with the CLI.
 //!
 //! Every random draw of a step derives from `(seed, step)`, so a run stopped and resumed is
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grad_clip;
 pub mod image_grid;
 pub mod inference;
+pub mod interop;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod objective;

@@ -23,6 +23,10 @@ pub struct SpatialAttentionConfig {
     /// Epsilon of the input group norm.
     #[config(default = 1e-5)]
     pub norm_eps: f64,
+    /// Whether the input is group-normalised (diffusers' `norm_num_groups` set); `false` for
+    /// the middle attention of diffusers' scale-shift nets, which has no group norm.
+    #[config(default = true)]
+    pub norm: bool,
 }
 
 impl SpatialAttentionConfig {
@@ -32,9 +36,11 @@ impl SpatialAttentionConfig {
         let head_dim = self.head_dim.unwrap_or(c);
         let linear = || LinearConfig::new(c, c).init(device);
         SpatialAttention {
-            group_norm: GroupNormConfig::new(self.norm_groups, c)
-                .with_epsilon(self.norm_eps)
-                .init(device),
+            group_norm: self.norm.then(|| {
+                GroupNormConfig::new(self.norm_groups, c)
+                    .with_epsilon(self.norm_eps)
+                    .init(device)
+            }),
             to_q: linear(),
             to_k: linear(),
             to_v: linear(),
@@ -47,8 +53,9 @@ impl SpatialAttentionConfig {
 /// `x + to_out(softmax(q k^T / sqrt(d)) v)` with `q, k, v` projected from `group_norm(x)`.
 #[derive(Module, Debug)]
 pub struct SpatialAttention<B: Backend> {
-    /// Normalises the input before the projections.
-    pub group_norm: GroupNorm<B>,
+    /// Normalises the input before the projections (absent in diffusers' scale-shift middle
+    /// attention).
+    pub group_norm: Option<GroupNorm<B>>,
     /// Query projection.
     pub to_q: Linear<B>,
     /// Key projection.
@@ -69,9 +76,11 @@ impl<B: Backend> SpatialAttention<B> {
         let [batch, channels, height, width] = x.dims();
         let tokens = height * width;
         let head_dim = channels / self.heads;
-        let h = group_norm(&self.group_norm, x.clone())
-            .reshape([batch, channels, tokens])
-            .swap_dims(1, 2); // [batch, tokens, channels]
+        let normed = match &self.group_norm {
+            Some(norm) => group_norm(norm, x.clone()),
+            None => x.clone(),
+        };
+        let h = normed.reshape([batch, channels, tokens]).swap_dims(1, 2); // [batch, tokens, channels]
         let split_heads = |t: Tensor<B, 3>| {
             t.reshape([batch, tokens, self.heads, head_dim])
                 .swap_dims(1, 2) // [batch, heads, tokens, head_dim]
@@ -103,7 +112,8 @@ mod tests {
         let d = channels / heads;
         let normed = block
             .group_norm
-            .forward(x.clone())
+            .as_ref()
+            .map_or(x.clone(), |norm| norm.forward(x.clone()))
             .into_data()
             .to_vec::<f32>()
             .unwrap();

@@ -17,15 +17,23 @@ use super::resnet::conv3x3;
 pub struct DownsampleConfig {
     /// Channels in and out.
     pub channels: usize,
+    /// diffusers' `downsample_padding`: 1 pads every side by one; 0 pads only the bottom and
+    /// the right by one (diffusers' `F.pad(x, (0, 1, 0, 1))` before an unpadded convolution).
+    #[config(default = 1)]
+    pub padding: usize,
 }
 
 impl DownsampleConfig {
-    /// Builds the strided convolution (padding 1, as diffusers' `downsample_padding = 1`).
+    /// Builds the strided convolution.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Downsample<B> {
+        let padding = match self.padding {
+            0 => PaddingConfig2d::Explicit(0, 0, 1, 1),
+            _ => PaddingConfig2d::Explicit(1, 1, 1, 1),
+        };
         Downsample {
             conv: Conv2dConfig::new([self.channels, self.channels], [3, 3])
                 .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_padding(padding)
                 .init(device),
         }
     }

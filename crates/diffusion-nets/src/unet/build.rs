@@ -41,7 +41,11 @@ impl UNetConfig {
                     })
                     .collect();
                 let downsamplers = (i + 1 < plan.len())
-                    .then(|| DownsampleConfig::new(level.channels).init(device))
+                    .then(|| {
+                        DownsampleConfig::new(level.channels)
+                            .with_padding(self.downsample_padding())
+                            .init(device)
+                    })
                     .into_iter()
                     .collect();
                 DownBlock {
@@ -58,7 +62,7 @@ impl UNetConfig {
                 .map(|_| self.resnet(deepest, deepest, device))
                 .collect(),
             attentions: if self.mid_attention() {
-                vec![self.attention(deepest, device)]
+                vec![self.attention_with_norm(deepest, self.mid_attention_norm(), device)]
             } else {
                 vec![]
             },
@@ -98,7 +102,10 @@ impl UNetConfig {
             .collect();
 
         let net = UNet {
-            time_proj: SinusoidalEmbeddingConfig::new(base).init(),
+            time_proj: SinusoidalEmbeddingConfig::new(base)
+                .with_flip_sin_to_cos(self.flip_sin_to_cos())
+                .with_freq_shift(self.freq_shift())
+                .init(),
             time_embedding: TimestepEmbeddingConfig::new(base, temb).init(device),
             class_embedding: self
                 .num_classes
@@ -130,8 +137,18 @@ impl UNetConfig {
     }
 
     fn attention<B: Backend>(&self, channels: usize, device: &B::Device) -> SpatialAttention<B> {
+        self.attention_with_norm(channels, true, device)
+    }
+
+    fn attention_with_norm<B: Backend>(
+        &self,
+        channels: usize,
+        norm: bool,
+        device: &B::Device,
+    ) -> SpatialAttention<B> {
         SpatialAttentionConfig::new(channels)
             .with_head_dim(self.attention_head_dim)
+            .with_norm(norm)
             .with_norm_groups(self.norm_groups)
             .with_norm_eps(self.norm_eps)
             .init(device)

@@ -73,6 +73,27 @@ pub struct UNetConfig {
     /// Conv, residual or residual-attention U-Net.
     #[config(default = "UNetVariant::ResidualAttention")]
     pub variant: UNetVariant,
+    // The four fields below are diffusers options kept for imported nets. They are `Option`s
+    // so that configs written before they existed still read (`None` is the default, which
+    // their accessors of the same name resolve, and what every preset uses).
+    /// Cosine half first in the sinusoidal timestep features (diffusers' `flip_sin_to_cos`;
+    /// `false` in google/ddpm-cifar10-32); `None`: `true`.
+    #[config(default = "None")]
+    pub flip_sin_to_cos: Option<bool>,
+    /// Shift of the sinusoid's frequency denominator (diffusers' `freq_shift`; 1 in
+    /// google/ddpm-cifar10-32), in `[0, base_channels / 2)`; `None`: 0.
+    #[config(default = "None")]
+    pub freq_shift: Option<f64>,
+    /// Padding of the downsamplers' strided convolution: 1 on every side, or 0 with one row
+    /// and column of zeros added at the bottom and right (diffusers' `downsample_padding`, 0 in
+    /// google/ddpm-cifar10-32); `None`: 1.
+    #[config(default = "None")]
+    pub downsample_padding: Option<usize>,
+    /// Whether the middle block's attention normalises its input. diffusers drops that group
+    /// norm when `resnet_time_scale_shift = "scale_shift"` (and `attn_norm_num_groups` is
+    /// unset), so imported scale-shift nets set `Some(false)`; `None`: `true`.
+    #[config(default = "None")]
+    pub mid_attention_norm: Option<bool>,
 }
 
 /// One resolution level of the network, as derived from the config.
@@ -105,6 +126,26 @@ impl UNetConfig {
     /// The factor every input height and width must be divisible by: `2^(levels - 1)`.
     pub fn size_divisor(&self) -> usize {
         1usize << self.levels().saturating_sub(1)
+    }
+
+    /// `flip_sin_to_cos`, resolved.
+    pub fn flip_sin_to_cos(&self) -> bool {
+        self.flip_sin_to_cos.unwrap_or(true)
+    }
+
+    /// `freq_shift`, resolved.
+    pub fn freq_shift(&self) -> f64 {
+        self.freq_shift.unwrap_or(0.0)
+    }
+
+    /// `downsample_padding`, resolved.
+    pub fn downsample_padding(&self) -> usize {
+        self.downsample_padding.unwrap_or(1)
+    }
+
+    /// `mid_attention_norm`, resolved.
+    pub fn mid_attention_norm(&self) -> bool {
+        self.mid_attention_norm.unwrap_or(true)
     }
 
     /// Whether the middle block has self-attention.

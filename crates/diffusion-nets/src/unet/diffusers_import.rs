@@ -4,8 +4,9 @@
 //! Names are diffusers' with three differences in burn: group norms call their affine
 //! parameters `gamma`/`beta` (diffusers `weight`/`bias`), `to_out` is a plain linear
 //! (diffusers `to_out.0`), and linear weights are stored `[in, out]` (PyTorch `[out, in]`).
-//! Note: with `time_injection = scale-shift` and attention, diffusers drops the group norm of
-//! the middle attention block; this crate keeps it, so such nets do not import.
+//! With `time_injection = scale-shift` and attention, diffusers drops the group norm of the
+//! middle attention block: `UNetConfig::from_diffusers_config` then sets
+//! `mid_attention_norm = Some(false)`, and the block is built without it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,6 +2,7 @@
 
 mod build;
 pub mod config;
+mod diffusers_config;
 pub mod diffusers_import;
 #[cfg(test)]
 mod diffusers_parity;

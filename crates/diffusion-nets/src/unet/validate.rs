@@ -89,6 +89,20 @@ impl UNetConfig {
                 format!("must be positive and finite, got {}", self.norm_eps),
             ));
         }
+        if self.downsample_padding() > 1 {
+            return Err(NetError::config(
+                "downsample_padding",
+                format!("must be 0 or 1, got {}", self.downsample_padding()),
+            ));
+        }
+        let half = (self.base_channels / 2) as f64;
+        let shift = self.freq_shift();
+        if !(shift.is_finite() && (0.0..half).contains(&shift)) {
+            return Err(NetError::config(
+                "freq_shift",
+                format!("must lie in [0, base_channels / 2) = [0, {half}), got {shift}"),
+            ));
+        }
         self.validate_attention(&channels)
     }
 
@@ -191,6 +205,12 @@ mod tests {
                 "image_size",
             ),
             (small().with_base_channels(0), "base_channels"),
+            (
+                small().with_downsample_padding(Some(2)),
+                "downsample_padding",
+            ),
+            (small().with_freq_shift(Some(4.0)), "freq_shift"),
+            (small().with_freq_shift(Some(f64::NAN)), "freq_shift"),
             (small().with_base_channels(usize::MAX / 2), "base_channels"),
             (small().with_channel_mults(vec![]), "channel_mults"),
             (small().with_channel_mults(vec![1, 0]), "channel_mults"),
