@@ -108,8 +108,8 @@ impl DpmSolverConfig {
             self.num_steps,
             self.steps_offset,
             self.karras,
-        )?
-        .start_at(self.start_t, schedule.num_timesteps())?;
+            self.start_t,
+        )?;
         // Each step goes to the next level; the last one to clean data, sigma = 0.
         let alpha_bars = ladder.sigmas.iter().map(|&s| alpha_bar_of(s)).collect();
         Ok(DpmSolver {

@@ -16,6 +16,7 @@
 
 use burn::config::Config;
 
+use super::spacing::check_num_steps;
 use super::{SamplerError, TimestepSpacing, out_of_range};
 use crate::NoiseSchedule;
 
@@ -173,8 +174,22 @@ impl Ladder {
     /// two steps the same timestep, in which case they stay fractional. diffusers rounds them
     /// for every beta schedule but `squaredcos_cap_v2`, whose huge terminal sigma crowds the
     /// first steps onto timestep `T - 1`; the rule here gives the same timesteps for its
-    /// linear-schedule runs and never feeds one timestep to several noise levels.
+    /// linear-schedule runs and never feeds one timestep to several noise levels. Steps
+    /// starting above `start_t` are dropped ([`Ladder::start_at`]).
     pub fn solver(
+        schedule: &NoiseSchedule,
+        spacing: TimestepSpacing,
+        num_steps: usize,
+        steps_offset: usize,
+        karras_sigmas: bool,
+        start_t: Option<usize>,
+    ) -> Result<Self, SamplerError> {
+        Self::solver_levels(schedule, spacing, num_steps, steps_offset, karras_sigmas)?
+            .start_at(start_t, schedule.num_timesteps())
+    }
+
+    /// [`Ladder::solver`] over the whole schedule.
+    fn solver_levels(
         schedule: &NoiseSchedule,
         spacing: TimestepSpacing,
         num_steps: usize,
@@ -184,13 +199,7 @@ impl Ladder {
         let grid = grid_sigmas(schedule);
         let num_train = schedule.num_timesteps();
         if karras_sigmas {
-            if !(1..=num_train).contains(&num_steps) {
-                return Err(out_of_range(
-                    "num_steps",
-                    num_steps,
-                    format!("in 1..={num_train} (the schedule's num_timesteps)"),
-                ));
-            }
+            check_num_steps(num_train, num_steps)?;
             let sigmas = karras(grid[0], grid[num_train - 1], num_steps);
             let log_sigmas: Vec<f64> = grid.iter().map(|s| s.ln()).collect();
             let fractional: Vec<f64> = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas)).collect();
@@ -304,8 +313,9 @@ mod tests {
             assert!(cut.timesteps[0] <= 500 && cut.len() < 10, "{cut:?}");
             assert_eq!(cut.sigmas.len(), cut.len() + 1);
         }
-        let solver = Ladder::solver(&schedule, TimestepSpacing::Linspace, 5, 0, false).unwrap();
+        let solver =
+            Ladder::solver(&schedule, TimestepSpacing::Linspace, 5, 0, false, None).unwrap();
         assert_eq!(solver.timesteps, vec![999, 799, 599, 400, 200]);
-        assert!(Ladder::solver(&schedule, TimestepSpacing::Linspace, 0, 0, true).is_err());
+        assert!(Ladder::solver(&schedule, TimestepSpacing::Linspace, 0, 0, true, None).is_err());
     }
 }

@@ -143,7 +143,10 @@ impl TimestepSpacing {
     }
 }
 
-fn check_num_steps(num_train_timesteps: usize, num_steps: usize) -> Result<(), SamplerError> {
+pub(super) fn check_num_steps(
+    num_train_timesteps: usize,
+    num_steps: usize,
+) -> Result<(), SamplerError> {
     if num_steps == 0 || num_steps > num_train_timesteps {
         return Err(out_of_range(
             "num_steps",

@@ -92,8 +92,8 @@ impl UniPcConfig {
             self.num_steps,
             self.steps_offset,
             self.karras,
-        )?
-        .start_at(self.start_t, schedule.num_timesteps())?;
+            self.start_t,
+        )?;
         let lambdas = ladder
             .sigmas
             .iter()
